@@ -1,0 +1,204 @@
+"""GPT-2 in Keras 3 (TensorFlow backend), written to be read top-down.
+
+Each choice below is GPT-2's own; a tutorial model that drops one of them is a
+different function and cannot load the published weights:
+
+- **Causal mask.** Position t may attend only to positions <= t. Without it the model
+  sees the token it must predict during training, learns to copy it, and generates
+  nonsense, because at generation time the future does not exist yet.
+- **Pre-LayerNorm** (``x + attn(ln_1(x))``) with a final ``ln_f``. The residual stream
+  stays an un-normalised sum, so gradients reach early layers unchanged; post-LN
+  (``ln(x + attn(x))``) trains worse at depth and is not what the weights expect.
+- **LayerNorm epsilon 1e-5**, set explicitly: Keras' default is 1e-3.
+- **tanh-approximation GELU** (``gelu_new``), not ReLU or exact GELU: the weights were
+  trained through that curve.
+- **Learned position embeddings** (``wpe``), added to token embeddings; not sinusoids.
+- **Fused qkv projection** ``c_attn`` (C -> 3C) and output projection ``c_proj``, with
+  n_head heads of size C / n_head. (Keras' ``MultiHeadAttention(num_heads, key_dim)``
+  takes the *head size* as its second argument; passing C there builds a different,
+  much larger attention.)
+- **Tied LM head**: logits = h @ wte^T. Input and output share one embedding matrix, so
+  a token's input vector and output vector are the same; it saves 38M parameters at
+  124M scale and is how the checkpoints are stored (there is no separate lm_head).
+- **Init** N(0, 0.02), with residual output projections scaled by 1/sqrt(2 * n_layer):
+  each block adds two terms to the residual stream, so without scaling its variance
+  grows with depth.
+
+The KV cache is an explicit argument and result (as in keras-hub's
+``call_with_cache``): the decoder in ``generate.py`` owns it and compiles the step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gpt2core  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+import keras
+import tensorflow as tf
+
+from gpt2core.config import GPT2Config
+
+
+def _normal(std: float) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(mean=0.0, stddev=std)
+
+
+def _layer_norm(config: GPT2Config, name: str) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_epsilon, name=name)
+
+
+class CausalSelfAttention(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        self.n_head = config.n_head
+        self.head_size = config.head_size
+        resid_std = config.initializer_range / math.sqrt(2 * config.n_layer)
+        self.c_attn = keras.layers.Dense(
+            3 * config.n_embd, kernel_initializer=_normal(config.initializer_range), name="c_attn"
+        )
+        self.c_proj = keras.layers.Dense(
+            config.n_embd, kernel_initializer=_normal(resid_std), name="c_proj"
+        )
+        self.attn_dropout = keras.layers.Dropout(config.dropout)
+        self.resid_dropout = keras.layers.Dropout(config.dropout)
+
+    def _heads(self, x: tf.Tensor) -> tf.Tensor:
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        x = tf.reshape(x, [b, t, self.n_head, self.head_size])  # (B, T, C) -> (B, T, nh, hs)
+        return tf.transpose(x, [0, 2, 1, 3])  # (B, T, nh, hs) -> (B, nh, T, hs)
+
+    def _attend(self, q, k, v, mask, training):
+        # q: (B, nh, T, hs); k, v: (B, nh, S, hs); mask: (T, S), True where allowed
+        att = tf.matmul(q, k, transpose_b=True)  # (B, nh, T, S)
+        att = att * (1.0 / math.sqrt(self.head_size))  # (B, nh, T, S)
+        att = tf.where(mask, att, tf.constant(-1e9, att.dtype))  # (B, nh, T, S)
+        att = tf.nn.softmax(att, axis=-1)  # (B, nh, T, S)
+        att = self.attn_dropout(att, training=training)  # (B, nh, T, S)
+        y = tf.matmul(att, v)  # (B, nh, T, S) @ (B, nh, S, hs) -> (B, nh, T, hs)
+        y = tf.transpose(y, [0, 2, 1, 3])  # (B, nh, T, hs) -> (B, T, nh, hs)
+        b, t = tf.shape(y)[0], tf.shape(y)[1]
+        y = tf.reshape(y, [b, t, self.n_head * self.head_size])  # (B, T, nh, hs) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y), training=training)  # (B, T, C)
+
+    def call(self, x, training=False):
+        q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # (B, T, C) -> 3 x (B, T, C)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # 3 x (B, nh, T, hs)
+        t = tf.shape(x)[1]
+        mask = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0)  # (T, T) lower triangle
+        return self._attend(q, k, v, mask, training)
+
+    def call_with_cache(self, x, cache, index):
+        """x: (B, T, C) new positions index..index+T-1; cache: (2, B, nh, S, hs)."""
+        q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # (B, T, C) -> 3 x (B, T, C)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)  # 3 x (B, nh, T, hs)
+        start = [0, 0, index, 0]
+        k_all = keras.ops.slice_update(cache[0], start, k)  # in place under XLA
+        v_all = keras.ops.slice_update(cache[1], start, v)
+        # k_all, v_all: (B, nh, S, hs), rows index..index+T-1 replaced
+        t, s = tf.shape(x)[1], tf.shape(k_all)[2]
+        q_pos = index + tf.range(t)[:, None]  # (T, 1) absolute position of each query
+        mask = tf.range(s)[None, :] <= q_pos  # (T, S): causal, and hides unwritten slots
+        y = self._attend(q, k_all, v_all, mask, training=False)  # (B, T, C)
+        return y, tf.stack([k_all, v_all])  # (B, T, C), (2, B, nh, S, hs)
+
+
+class MLP(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        resid_std = config.initializer_range / math.sqrt(2 * config.n_layer)
+        self.c_fc = keras.layers.Dense(
+            4 * config.n_embd, kernel_initializer=_normal(config.initializer_range), name="c_fc"
+        )
+        self.c_proj = keras.layers.Dense(
+            config.n_embd, kernel_initializer=_normal(resid_std), name="c_proj"
+        )
+        self.dropout = keras.layers.Dropout(config.dropout)
+
+    def call(self, x, training=False):
+        h = self.c_fc(x)  # (B, T, C) -> (B, T, 4C)
+        h = tf.nn.gelu(h, approximate=True)  # (B, T, 4C), GPT-2's "gelu_new"
+        return self.dropout(self.c_proj(h), training=training)  # (B, T, 4C) -> (B, T, C)
+
+
+class Block(keras.layers.Layer):
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        self.ln_1 = _layer_norm(config, "ln_1")
+        self.attn = CausalSelfAttention(config, name="attn")
+        self.ln_2 = _layer_norm(config, "ln_2")
+        self.mlp = MLP(config, name="mlp")
+
+    def call(self, x, training=False):
+        x = x + self.attn(self.ln_1(x), training=training)  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x), training=training)  # (B, T, C)
+        return x
+
+    def call_with_cache(self, x, cache, index):
+        a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index)  # (B, T, C)
+        x = x + a  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+        return x, cache
+
+
+class GPT2(keras.Model):
+    """GPT-2 language model: token ids (B, T) -> next-token logits (B, T, vocab)."""
+
+    def __init__(self, config: GPT2Config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        init = _normal(config.initializer_range)
+        self.wte = keras.layers.Embedding(
+            config.vocab_size, config.n_embd, embeddings_initializer=init, name="wte"
+        )
+        self.wpe = keras.layers.Embedding(
+            config.n_positions, config.n_embd, embeddings_initializer=init, name="wpe"
+        )
+        self.drop = keras.layers.Dropout(config.dropout)
+        self.h = [Block(config, name=f"h.{i}") for i in range(config.n_layer)]
+        self.ln_f = _layer_norm(config, "ln_f")
+
+    def build_weights(self) -> GPT2:
+        """Create every variable (Keras builds lazily, on the first call)."""
+        if not self.built:
+            self(tf.zeros([1, 1], tf.int32))
+        return self
+
+    def _embed(self, token_ids, start, training=False):
+        t = tf.shape(token_ids)[1]
+        pos = start + tf.range(t)  # (T,) absolute positions
+        x = self.wte(token_ids) + self.wpe(pos)[None]  # (B, T, C) + (1, T, C) -> (B, T, C)
+        return self.drop(x, training=training)  # (B, T, C)
+
+    def _head(self, x):
+        x = self.ln_f(x)  # (B, T, C)
+        # tied head: (B, T, C) @ (C, V) via wte (V, C) transposed -> (B, T, V)
+        return tf.matmul(x, self.wte.embeddings, transpose_b=True)
+
+    def call(self, token_ids, training=False):
+        x = self._embed(token_ids, 0, training)  # (B, T) -> (B, T, C)
+        for block in self.h:
+            x = block(x, training=training)  # (B, T, C)
+        return self._head(x)  # (B, T, V)
+
+    def init_cache(self, batch_size: int, length: int) -> tf.Tensor:
+        """An empty KV cache for `length` positions: (n_layer, 2, B, nh, S, hs)."""
+        c = self.config
+        return tf.zeros([c.n_layer, 2, batch_size, c.n_head, length, c.head_size])
+
+    def call_with_cache(self, token_ids, cache, cache_update_index, logits_index=None):
+        """Run new tokens at positions cache_update_index.. against the cache.
+
+        token_ids: (B, T); cache: (n_layer, 2, B, nh, S, hs); cache_update_index: scalar.
+        Returns (logits, cache): logits (B, T, V), or (B, 1, V) for the one position
+        ``logits_index`` (0-based within token_ids) when it is given, which spares the
+        (T, V) head matmul during a long prefill.
+        """
+        index = tf.cast(cache_update_index, tf.int32)
+        x = self._embed(token_ids, index)  # (B, T, C)
+        new_cache = []
+        for i, block in enumerate(self.h):
+            x, layer_cache = block.call_with_cache(x, cache[i], index)  # (B, T, C)
+            new_cache.append(layer_cache)  # (2, B, nh, S, hs)
+        if logits_index is not None:
+            x = tf.gather(x, [logits_index], axis=1)  # (B, T, C) -> (B, 1, C)
+        return self._head(x), tf.stack(new_cache)  # (B, T|1, V), (L, 2, B, nh, S, hs)

@@ -1,0 +1,222 @@
+"""`gpt2` entry point: chat (default), generate, tokenize, train.
+
+Nothing heavy is imported at module level: `gpt2 --help` answers at once, and
+TensorFlow loads only inside the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpt2core import __version__
+
+USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Reported as one line on stderr with exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # imported lazily: these modules are light (no TensorFlow)
+    from gpt2core.config import ConfigError
+    from gpt2core.generate import GenerationError
+    from gpt2core.sampling import SettingsError
+    from gpt2core.specs import SpecError
+    from gpt2core.tokenizer import TokenizerError
+    from gpt2core.weights import CheckpointError
+
+    errors = [UserError, ConfigError, GenerationError, SettingsError, SpecError, TokenizerError,
+              CheckpointError]
+    try:
+        from gpt2core.train import TrainError
+
+        errors.append(TrainError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def tf_tensor_text(ids: list[int]) -> str:
+    """What ``print(tf.constant([ids]))`` shows, without importing TensorFlow (TF formats
+    tensor values with NumPy, so NumPy gives the same text)."""
+    import numpy as np
+
+    values = np.array2string(np.asarray([ids], dtype=np.int32), max_line_width=10**9)
+    return f"tf.Tensor({values}, shape=(1, {len(ids)}), dtype=int32)"
+
+
+# -- subcommands ---------------------------------------------------------------------------
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from gpt2core.tokenizer import load_tokenizer, piece
+
+    tok = load_tokenizer(args.tokenizer)
+    if args.decode is not None:
+        try:
+            ids = [int(x) for x in args.decode.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise UserError(f"--decode takes comma-separated token ids, got {args.decode!r}") from None
+        bad = [i for i in ids if not 0 <= i < tok.vocab_size]
+        if bad:
+            raise UserError(f"token id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
+        sys.stdout.write(tok.decode(ids) + "\n")
+        return 0
+    if args.text is None:
+        raise UserError("give TEXT to tokenize, or --decode IDS")
+    ids = tok.encode(args.text)
+    pieces = [piece(tok, i) for i in ids]
+    if args.json:
+        print(json.dumps({"ids": ids, "pieces": pieces}, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(ids)} tokens", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("id", justify="right", style="cyan")
+    table.add_column("piece")
+    for n, (i, p) in enumerate(zip(ids, pieces, strict=True)):
+        table.add_row(str(n), str(i), repr(p))
+    Console().print(table)
+    return 0
+
+
+def _settings_from(args: argparse.Namespace):
+    from gpt2core.sampling import Settings
+
+    values = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+              "top_k": args.top_k, "top_p": args.top_p,
+              "repetition_penalty": args.repetition_penalty, "seed": args.seed}
+    changes = {k: v for k, v in values.items() if v is not None}
+    if args.greedy:
+        changes["greedy"] = True
+    return Settings().parsed({k: str(v) for k, v in changes.items()})
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)  # bad settings fail before the model loads
+    from gpt2core.generate import GenerationSummary, TokenEvent
+    from gpt2core.specs import load_lm
+
+    lm = load_lm(args.model)
+    summary = None
+    out = sys.stdout
+    if not args.json:
+        out.write(f"model: {lm.description}\n")
+    ids = lm.encode(args.prompt)
+    if not args.json:
+        out.write(f"input_text: {args.prompt}\n")
+        out.write(f"input_ids: {tf_tensor_text(ids)}\ngenerated: ")
+        out.flush()
+    for event in lm.stream(args.prompt, settings):
+        if isinstance(event, TokenEvent) and not args.json:
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, GenerationSummary):
+            summary = event
+    assert summary is not None
+    if args.json:
+        print(json.dumps({
+            "model": summary.model, "input_ids": summary.input_ids,
+            "output_ids": summary.output_ids, "text": summary.text,
+            "stop_reason": summary.stop_reason, "ttft_s": round(summary.ttft_s, 4),
+            "tokens_per_s": round(summary.tokens_per_s, 2),
+            "dropped_tokens": summary.dropped_tokens,
+        }, ensure_ascii=False))
+        return 0
+    out.write("\n")
+    if summary.dropped_tokens:
+        out.write(f"(prompt cut: {summary.dropped_tokens} tokens dropped from the left to fit "
+                  f"the {lm.n_positions}-token context)\n")
+    out.write(f"output_ids: {tf_tensor_text(summary.output_ids)}\n")
+    out.write(f"generated_text: {summary.text}\n")
+    out.write(f"stop: {summary.stop_reason} | {summary.new_tokens} new tokens | ttft "
+              f"{summary.ttft_s:.2f}s | {summary.tokens_per_s:.1f} tok/s\n")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gpt2core.train import main_from_args
+
+    return main_from_args(args)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    if args.plain:
+        from repl.plain import run_plain
+
+        return run_plain(model=args.model)
+    from repl.app import run_app
+
+    return run_app(model=args.model)
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=str, default=None, metavar="N")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--temperature", type=str, default=None, metavar="T")
+    p.add_argument("--top-k", type=str, default=None, metavar="K")
+    p.add_argument("--top-p", type=str, default=None, metavar="P")
+    p.add_argument("--repetition-penalty", type=str, default=None, metavar="R")
+    p.add_argument("--seed", type=str, default=None, metavar="S")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpt2",
+        description="A terminal REPL for GPT-2: a from-scratch TensorFlow GPT-2 beside "
+                    "transformers' own, streaming tokens and showing the tensors.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpt2 {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    chat = sub.add_parser("chat", help="the chat REPL (default)")
+    chat.add_argument("--model", default="pretrained", metavar="SPEC",
+                      help="scratch | scratch:DIR_OR_HUB_ID | pretrained | pretrained:NAME_OR_DIR")
+    chat.add_argument("--plain", action="store_true", help="line mode (prompt_toolkit), no TUI")
+    chat.set_defaults(func=cmd_chat)
+
+    gen = sub.add_parser("generate", help="generate once and show the tensors")
+    gen.add_argument("--model", default="pretrained", metavar="SPEC")
+    _add_sampling(gen)
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    gen.add_argument("prompt", metavar="PROMPT")
+    gen.set_defaults(func=cmd_generate)
+
+    tok = sub.add_parser("tokenize", help="show how text becomes token ids")
+    tok.add_argument("--tokenizer", default="gpt2", metavar="SPEC", help="hub id or directory")
+    tok.add_argument("--json", action="store_true")
+    tok.add_argument("--decode", metavar="IDS", help="comma-separated ids to turn back into text")
+    tok.add_argument("text", nargs="?", metavar="TEXT")
+    tok.set_defaults(func=cmd_tokenize)
+
+    from repl.train_args import add_train_parser
+
+    add_train_parser(sub, cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        print(f"gpt2: {e}", file=sys.stderr)
+        return USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
