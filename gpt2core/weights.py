@@ -176,10 +176,10 @@ def _hub_snapshot(repo_id: str, *, download: bool, patterns: list[str]) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"{repo_id!r} is not a local directory, and as a hub id it is not cached and could "
-            f"not be downloaded ({first[:120]}): connect once, or give a checkpoint directory"
+            f"{repo_id!r} is not a local directory, and as a hub id it is not in the Hugging "
+            f"Face cache and could not be downloaded ({type(e).__name__}): connect once, or "
+            f"give a checkpoint directory"
         ) from None
 
 

@@ -1,0 +1,81 @@
+import pytest
+
+from gpt2core.tokenizer import (
+    CharTokenizer,
+    TokenizerError,
+    load_tokenizer,
+    piece,
+    stream_decoder,
+    train_bpe,
+)
+from tests.conftest import SHAKESPEARE
+
+MIXED = "Hello, 세계! 안녕하세요 🙂👍🏽 café — naïve 日本語\n\ttabs"
+
+
+def test_real_gpt2_ids(gpt2_tokenizer):
+    assert gpt2_tokenizer.encode("Once upon a time") == [7454, 2402, 257, 640]
+    assert gpt2_tokenizer.vocab_size == 50257 and gpt2_tokenizer.eos_id == 50256
+    assert [piece(gpt2_tokenizer, i) for i in [7454, 2402]] == ["Once", " upon"]
+
+
+def test_bundled_gpt2_vocabulary_is_the_shared_one(gpt2_tokenizer):
+    bundled = load_tokenizer("gpt2")
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:20000] + MIXED
+    assert bundled.encode(text) == gpt2_tokenizer.encode(text)
+
+
+def test_round_trips(gpt2_tokenizer):
+    text = SHAKESPEARE.read_text(encoding="utf-8")
+    assert gpt2_tokenizer.decode(gpt2_tokenizer.encode(text)) == text
+    assert gpt2_tokenizer.decode(gpt2_tokenizer.encode(MIXED)) == MIXED
+
+
+def _streamed(tok, ids):
+    dec = stream_decoder(tok)
+    parts = [dec.push(i) for i in ids]
+    return parts, "".join(parts) + dec.flush()
+
+
+def test_streaming_never_emits_broken_characters(gpt2_tokenizer):
+    ids = gpt2_tokenizer.encode(MIXED)
+    parts, text = _streamed(gpt2_tokenizer, ids)
+    assert text == gpt2_tokenizer.decode(ids)
+    assert all("\ufffd" not in p for p in parts)
+    assert "" in parts  # some Korean/emoji characters really were split across tokens
+    for cut in range(len(ids) + 1):  # every token boundary
+        _, head = _streamed(gpt2_tokenizer, ids[:cut])
+        assert head == gpt2_tokenizer.decode(ids[:cut])
+
+
+def test_char_tokenizer_round_trip_and_save(tmp_path):
+    text = SHAKESPEARE.read_text(encoding="utf-8")
+    tok = CharTokenizer.from_text(text)
+    assert tok.vocab_size == 65
+    assert tok.decode(tok.encode(text)) == text
+    tok.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert isinstance(again, CharTokenizer) and again.chars == tok.chars
+    with pytest.raises(TokenizerError, match="not in this model"):
+        tok.encode("🙂")
+
+
+def test_trained_bpe_round_trip_and_save(tmp_path):
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
+    tok = train_bpe([text], 500)
+    assert tok.vocab_size == 500
+    ids = tok.encode(text[:5000])
+    assert len(ids) < 5000 / 2  # merges were learned
+    assert tok.decode(tok.encode(MIXED)) == MIXED  # byte-level: any text round-trips
+    tok.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert again.encode(MIXED) == tok.encode(MIXED)
+    _, streamed = _streamed(again, again.encode(MIXED))
+    assert streamed == MIXED
+
+
+def test_missing_tokenizer_is_one_clear_error(tmp_path):
+    with pytest.raises(TokenizerError, match="no tokenizer files"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(TokenizerError, match="no such checkpoint directory"):
+        load_tokenizer(tmp_path / "nope" / "deeper")

@@ -1,0 +1,78 @@
+"""Bad checkpoints give one clear error naming the file; saves are atomic."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from gpt2core.weights import CheckpointError, load_model, resolve, save_checkpoint
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_truncated_safetensors(tmp_path, scratch_tiny_dir):
+    d = _copy(scratch_tiny_dir, tmp_path / "ck")
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: truncated"):
+        load_model(d)
+
+
+def test_truncated_h5(tmp_path, hf_tiny_dir):
+    d = _copy(hf_tiny_dir, tmp_path / "ck")
+    data = (d / "tf_model.h5").read_bytes()
+    (d / "tf_model.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match=r"tf_model\.h5"):
+        load_model(d)
+
+
+def test_config_that_does_not_match_the_tensors(tmp_path, scratch_tiny_dir):
+    d = _copy(scratch_tiny_dir, tmp_path / "ck")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["n_embd"], cfg["n_head"] = 64, 2
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="config does not match the tensors") as e:
+        load_model(d)
+    assert "model.safetensors" in str(e.value)
+    cfg["n_embd"], cfg["n_layer"] = 32, 3
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="missing tensors h.2"):
+        load_model(d)
+
+
+def test_missing_pieces(tmp_path, scratch_tiny_dir):
+    d = _copy(scratch_tiny_dir, tmp_path / "ck")
+    (d / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no model.safetensors or tf_model.h5"):
+        load_model(d)
+    (d / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_model(d)
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        resolve(str(tmp_path / "missing"))
+
+
+def test_uncached_hub_id_offline_says_what_to_do():
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache") as e:
+        resolve("someone/not-a-cached-model")
+    assert "connect once" in str(e.value)
+
+
+def test_interrupted_save_leaves_the_old_checkpoint(tmp_path, scratch_tiny_dir):
+    model, _ = load_model(scratch_tiny_dir)
+    target = save_checkpoint(model, tmp_path / "ck")
+    before = (target / "model.safetensors").read_bytes()
+    model.wte.embeddings.assign(np.zeros(model.wte.embeddings.shape, np.float32))
+
+    def crash(tmp):
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a save
+
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model, target, extra=crash)
+    assert (target / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary left behind
+    load_model(target)
