@@ -340,13 +340,14 @@ class Trainer:
 
     # state -------------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"model/{i}": v.numpy() for i, v in enumerate(self.model.weights)}
+        # model.variables, not .weights: it includes the dropout seed-generator states
+        arrays = {f"model/{i}": v.numpy() for i, v in enumerate(self.model.variables)}
         arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
         return arrays
 
     def load_state_arrays(self, arrays, source) -> None:
         try:
-            for i, v in enumerate(self.model.weights):
+            for i, v in enumerate(self.model.variables):
                 v.assign(arrays[f"model/{i}"])
             for i, v in enumerate(self.optimizer.variables):
                 v.assign(arrays[f"opt/{i}"])

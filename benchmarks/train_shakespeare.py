@@ -1,0 +1,49 @@
+"""nanoGPT's shakespeare_char CPU recipe with gpt2core (the `shakespeare-cpu` preset).
+
+    uv run python benchmarks/train_shakespeare.py [--max-iters N] [--out DIR]
+
+Prints final val loss over the whole validation split, wall time, ms/iteration and
+tokens/s, and the ratio to nanoGPT's reference on a 2-core machine (~49 ms/iter, val
+1.886; see RESULTS.md). nanoGPT itself is not run here (it needs PyTorch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+NANOGPT_MS_PER_ITER = 49.0  # PyTorch eager, CPU, 2 cores (the issue's measurement)
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--max-iters", type=int, default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from gpt2core.train import RECIPES, TrainConfig, train
+
+    out = args.out or tempfile.mkdtemp(prefix="shakespeare-cpu-")
+    shutil.rmtree(out, ignore_errors=True)
+    recipe = dict(RECIPES["shakespeare-cpu"])
+    if args.max_iters:
+        recipe["max_iters"] = args.max_iters
+    cfg = TrainConfig(corpus=(args.corpus,), out=out, preset="shakespeare-cpu", **recipe)
+    r = train(cfg)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"iters {r.iters}  val_loss(whole split) {r.val_loss:.4f}  train_loss {r.train_loss:.4f}")
+    print(f"wall {r.wall_s:.1f}s  {r.ms_per_iter:.1f} ms/iter  {r.tokens_per_s:,.0f} tok/s")
+    print(f"ms/iter ratio vs nanoGPT's 49 ms: {r.ms_per_iter / NANOGPT_MS_PER_ITER:.2f}x")
+    print(f"sample:\n{r.sample}")
+    if not args.out:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
