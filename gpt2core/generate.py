@@ -205,7 +205,7 @@ class ScratchDecoder:
     MIN_PROMPT = 16
 
     def __init__(self, model):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         self.model = model
         self.config = model.config
@@ -239,7 +239,7 @@ class ScratchDecoder:
         return logits[:, 0], cache  # (1, V), (L, 2, 1, nh, S, hs)
 
     def prefill(self, ids: list[int], capacity: int) -> np.ndarray:
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         n_ctx = self.config.n_positions
         size = bucket(max(capacity, len(ids)), self.MIN_CACHE, n_ctx)
@@ -259,7 +259,7 @@ class ScratchDecoder:
         return logits.numpy()[0]
 
     def step(self, token_id: int) -> np.ndarray:
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         size = int(self.cache.shape[4])
         if self.index >= size:  # outgrew the cache: double it (bounded by n_positions)
@@ -316,7 +316,7 @@ class PretrainedLM(LanguageModel):
         self._past = None
 
     def _run(self, ids):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         out = self.model(
             input_ids=tf.constant([ids], tf.int32), past_key_values=self._past, use_cache=True

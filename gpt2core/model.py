@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import math
 
-import gpt2core  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
-import keras
-import tensorflow as tf
-
+from gpt2core._tf import keras, tf
 from gpt2core.config import GPT2Config
 
 

@@ -91,6 +91,8 @@ class BPETokenizer:
 
     def __init__(self, hf_tokenizer, name: str = "gpt2"):
         self.hf = hf_tokenizer
+        # we cut prompts to the model's window ourselves; silence transformers' length warning
+        self.hf.model_max_length = 10**30
         self.name = name
         self.vocab_size = len(hf_tokenizer)
         self.eos_id = hf_tokenizer.eos_token_id

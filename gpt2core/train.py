@@ -172,7 +172,7 @@ def split_ids(ids: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]
 
 def lr_at(step, cfg: TrainConfig):
     """Linear warmup to lr, then cosine decay to min_lr at max_iters (nanoGPT's get_lr)."""
-    import tensorflow as tf
+    from gpt2core._tf import tf
 
     step = tf.cast(step, tf.float32)
     warm = cfg.lr * (step + 1) / max(cfg.warmup_iters, 1)
@@ -186,7 +186,7 @@ def lr_at(step, cfg: TrainConfig):
 
 
 def make_strategy(name: str):
-    import tensorflow as tf
+    from gpt2core._tf import tf
 
     n_cpu = int(os.environ.get("GPT2_LOGICAL_CPUS", "0") or 0)
     if n_cpu > 1:  # split the CPU into N logical devices (for trying MirroredStrategy)
@@ -206,8 +206,8 @@ def make_strategy(name: str):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, model_config: GPT2Config, tokenizer, train_ids, val_ids):
-        import keras
-        import tensorflow as tf
+        from gpt2core._tf import keras
+        from gpt2core._tf import tf
 
         from gpt2core.model import GPT2
 
@@ -235,7 +235,7 @@ class Trainer:
     # one batch ----------------------------------------------------------------------------
     def batch(self, step: int, stream: int = 0):
         """Random windows for `step`: inputs (B, T) and targets (B, T), reproducible."""
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         n = tf.shape(self.train_ids)[0] - self.block - 1
         seed = tf.stack([tf.constant(self.cfg.seed + 1_000_003 * stream, tf.int64),
@@ -246,7 +246,7 @@ class Trainer:
         return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
 
     def dataset(self, start: int):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         ds = tf.data.Dataset.range(start, self.cfg.max_iters).map(self.batch)
         ds = ds.prefetch(2)
@@ -254,7 +254,7 @@ class Trainer:
 
     # steps -------------------------------------------------------------------------------
     def _loss_and_grads(self, x, y):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)  # (b, T, V)
@@ -266,7 +266,7 @@ class Trainer:
         return loss, [tf.convert_to_tensor(g) for g in grads]
 
     def _replica_step(self, x, y):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         loss, grads = self._grads(x, y)
         ctx = tf.distribute.get_replica_context()
@@ -279,13 +279,13 @@ class Trainer:
         return loss
 
     def _distributed_step(self, x, y):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         per_replica = self.strategy.run(self._replica_step, args=(x, y))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def _eval_loss(self, x, y):
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         logits = self.model(x, training=False)  # (B, T, V)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)  # (B, T)
@@ -332,7 +332,7 @@ class Trainer:
         return total / count
 
     def _masked_eval(self, x, y, rows: int) -> float:
-        import tensorflow as tf
+        from gpt2core._tf import tf
 
         logits = self.model(x, training=False)  # (B, T, V)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)  # (B, T)

@@ -37,7 +37,7 @@ class CheckpointError(ValueError):
 
 
 def _layer_params(prefix: str, layer) -> Iterator[tuple[str, object]]:
-    import keras
+    from gpt2core._tf import keras
 
     if isinstance(layer, keras.layers.LayerNormalization):
         yield f"{prefix}.weight", layer.gamma

@@ -39,15 +39,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def tf_tensor_text(ids: list[int]) -> str:
-    """What ``print(tf.constant([ids]))`` shows, without importing TensorFlow (TF formats
-    tensor values with NumPy, so NumPy gives the same text)."""
-    import numpy as np
-
-    values = np.array2string(np.asarray([ids], dtype=np.int32), max_line_width=10**9)
-    return f"tf.Tensor({values}, shape=(1, {len(ids)}), dtype=int32)"
-
-
 # -- subcommands ---------------------------------------------------------------------------
 
 
@@ -101,6 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = _settings_from(args)  # bad settings fail before the model loads
     from gpt2core.generate import GenerationSummary, TokenEvent
     from gpt2core.specs import load_lm
+    from repl.session import printable, tensor_text
 
     lm = load_lm(args.model)
     summary = None
@@ -110,11 +102,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ids = lm.encode(args.prompt)
     if not args.json:
         out.write(f"input_text: {args.prompt}\n")
-        out.write(f"input_ids: {tf_tensor_text(ids)}\ngenerated: ")
+        out.write(f"input_ids: {tensor_text(ids)}\ngenerated: ")
         out.flush()
     for event in lm.stream(args.prompt, settings):
         if isinstance(event, TokenEvent) and not args.json:
-            out.write(event.text)
+            out.write(printable(event.text))
             out.flush()
         elif isinstance(event, GenerationSummary):
             summary = event
@@ -132,7 +124,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if summary.dropped_tokens:
         out.write(f"(prompt cut: {summary.dropped_tokens} tokens dropped from the left to fit "
                   f"the {lm.n_positions}-token context)\n")
-    out.write(f"output_ids: {tf_tensor_text(summary.output_ids)}\n")
+    out.write(f"output_ids: {tensor_text(summary.output_ids)}\n")
     out.write(f"generated_text: {summary.text}\n")
     out.write(f"stop: {summary.stop_reason} | {summary.new_tokens} new tokens | ttft "
               f"{summary.ttft_s:.2f}s | {summary.tokens_per_s:.1f} tok/s\n")

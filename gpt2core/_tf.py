@@ -1,0 +1,40 @@
+"""The one place gpt2core imports TensorFlow (and Keras on top of it).
+
+TensorFlow's C++ start-up logs (absl) go straight to file descriptor 2 whatever
+TF_CPP_MIN_LOG_LEVEL says; in a terminal app they land on top of the screen. We point
+fd 2 at /dev/null while TensorFlow imports and initialises its devices, then restore it.
+Python exceptions are unaffected: they propagate after fd 2 is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import gpt2core  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL first)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (some embedded hosts): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with native_stderr_silenced():
+    import tensorflow as tf
+    import keras
+
+    tf.config.list_logical_devices()  # device (and CUDA probe) initialisation logs
+
+__all__ = ["tf", "keras", "native_stderr_silenced"]

@@ -1,0 +1,215 @@
+"""`gpt2 chat --plain`: the session in a prompt_toolkit line REPL (ptpython's shape).
+
+On a terminal: history file, completion of :commands and their arguments, multi-line
+input (end a line with a backslash, or Esc then Enter), tokens streamed to stdout,
+Ctrl-C stops a generation. With stdin not a terminal it reads prompts and commands line
+by line, prints the completions, reports bad lines and skips them, and exits 0 at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+from typing import TextIO
+
+from gpt2core.generate import GenerationSummary, TokenEvent
+from repl.commands import COMMANDS
+from repl.session import (
+    Clear,
+    Compare,
+    Generate,
+    LoadModel,
+    Quit,
+    Reply,
+    Session,
+    data_dir,
+    printable,
+    stats_line,
+    tensor_text,
+    user_errors,
+)
+
+
+class PlainREPL:
+    def __init__(self, session: Session, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.session, self.out, self.err = session, out, err
+        self.cancel = threading.Event()
+
+    def say(self, text: str, error: bool = False) -> None:
+        stream = self.err if error else self.out
+        stream.write(("error: " if error else "") + text + "\n")
+        stream.flush()
+
+    def start(self) -> None:
+        self.say("gpt2: loading the model... (Ctrl-C stops a generation, :help lists commands)")
+        try:
+            lm, note = self.session.load_startup()
+        except user_errors() as e:
+            self.say(str(e), error=True)
+            raise SystemExit(2) from None
+        if note:
+            self.say(note, error=True)
+        self.say(f"model: {lm.description}")
+
+    def run_line(self, line: str) -> bool:
+        """Handle one line; False means quit."""
+        action = self.session.handle(line)
+        if action is None:
+            return True
+        if isinstance(action, Quit):
+            return False
+        if isinstance(action, Reply):
+            self.say(action.text, error=action.level == "error")
+        elif isinstance(action, Clear):
+            self.out.write("\n" * 3)
+        elif isinstance(action, LoadModel):
+            try:
+                lm = self.session.load(action.spec)
+                self.say(f"model: {lm.description}")
+            except user_errors() as e:
+                self.say(str(e), error=True)
+        elif isinstance(action, Generate):
+            self.generate(action.prompt)
+        elif isinstance(action, Compare):
+            self.compare(action.prompt)
+        return True
+
+    def generate(self, prompt: str) -> None:
+        with self._ctrl_c_cancels():
+            self._generate(prompt)
+
+    @contextlib.contextmanager
+    def _ctrl_c_cancels(self):
+        """While tokens stream, Ctrl-C sets the cancel flag: the generation ends within one
+        token, cleanly, and its partial text is kept in the transcript."""
+        self.cancel.clear()
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, lambda *_: self.cancel.set())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _generate(self, prompt: str) -> None:
+        s = self.session
+        try:
+            events = s.run_turn(prompt, cancel=self.cancel)
+            self.out.write(f"[{s.current.name}] ")
+            for event in events:
+                if isinstance(event, TokenEvent):
+                    self.out.write(printable(event.text))
+                    self.out.flush()
+                elif isinstance(event, GenerationSummary):
+                    self.out.write("\n")
+                    if event.stop_reason == "cancelled":
+                        self.say("[stopped]")
+                    self.say(f"input_ids: {tensor_text(event.input_ids)}")
+                    self.say(f"output:    {tensor_text(event.output_ids)}")
+                    self.say(stats_line(event))
+        except KeyboardInterrupt:
+            self.cancel.set()
+            self.say("\n[stopped]")
+        except user_errors() as e:
+            self.out.write("\n")
+            self.say(str(e), error=True)
+
+    def compare(self, prompt: str) -> None:
+        try:
+            with self._ctrl_c_cancels():
+                r = self.session.run_compare(prompt, cancel=self.cancel,
+                                             on_progress=lambda m: self.say(m))
+        except user_errors() as e:
+            self.say(str(e), error=True)
+            return
+        for label, summ in (("scratch", r.left), ("pretrained", r.right)):
+            self.say(f"--- {label}: {summ.model}\n{printable(summ.text)}")
+        if r.first_difference is None:
+            self.say("identical token for token")
+        else:
+            self.say(f"first difference at new token {r.first_difference}")
+
+    def run_lines(self, lines: Iterable[str]) -> int:
+        buffer: list[str] = []
+        for raw in lines:
+            line = raw.rstrip("\n")
+            if line.endswith("\\"):  # continuation: a multi-line prompt
+                buffer.append(line[:-1])
+                continue
+            buffer.append(line)
+            text, buffer = "\n".join(buffer), []
+            if not self.run_line(text):
+                return 0
+        if buffer:
+            self.run_line("\n".join(buffer))
+        return 0
+
+
+def _completer():
+    from prompt_toolkit.completion import Completer, Completion
+
+    class CommandCompleter(Completer):
+        def get_completions(self, document, complete_event):
+            text = document.text_before_cursor
+            if not text.startswith(":"):
+                return
+            if " " not in text:
+                for c in COMMANDS:
+                    if f":{c.name}".startswith(text):
+                        yield Completion(f":{c.name}", start_position=-len(text),
+                                         display_meta=c.help)
+                return
+            name = text[1:].split(" ", 1)[0]
+            word = document.get_word_before_cursor(WORD=True)
+            for c in COMMANDS:
+                if c.name == name:
+                    for option in c.completions:
+                        if option.startswith(word):
+                            yield Completion(option, start_position=-len(word))
+
+    return CommandCompleter()
+
+
+def run_plain(model: str = "pretrained", session: Session | None = None,
+              stdin: TextIO | None = None) -> int:
+    session = session or Session(model=model)
+    repl = PlainREPL(session)
+    stdin = stdin or sys.stdin
+    repl.start()
+    if not stdin.isatty():
+        return repl.run_lines(stdin)
+
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    path = data_dir() / "plain_history"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")
+    def _(event):  # Esc, Enter: a new line inside the prompt
+        event.current_buffer.insert_text("\n")
+
+    prompt = PromptSession(history=FileHistory(str(path)), completer=_completer(),
+                           key_bindings=bindings)
+    while True:
+        try:
+            with patch_stdout():
+                line = prompt.prompt("> ")
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line
+        except EOFError:
+            return 0
+        while line.endswith("\\"):
+            try:
+                line = line[:-1] + "\n" + prompt.prompt("... ")
+            except (KeyboardInterrupt, EOFError):
+                break
+        if not repl.run_line(line):
+            return 0

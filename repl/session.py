@@ -1,0 +1,366 @@
+"""The session core shared by the Textual app and the line-mode REPL.
+
+It parses what a person types, keeps settings, the loaded models, the input history and
+the transcript, and runs turns. It imports neither textual nor prompt_toolkit: a front
+end calls ``handle(line)``, gets an ``Action`` back, and decides how to run it (a worker
+thread in the TUI, inline in line mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
+from gpt2core.sampling import Settings, SettingsError
+from repl.commands import BY_NAME, help_text
+
+Loader = Callable[[str], LanguageModel]
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text safe to put on a terminal: control characters (escape sequences, bells,
+    carriage returns) are shown as their code instead of being acted on."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clean_input(line: str) -> str:
+    """What a person typed, without control characters (pasted escapes, NULs)."""
+    return _CONTROL.sub("", line.replace("\r\n", "\n")).strip()
+
+
+def tensor_text(ids: list[int]) -> str:
+    """``print(tf.constant([ids]))`` as TensorFlow shows it (values formatted by NumPy)."""
+    import numpy as np
+
+    values = np.array2string(np.asarray([ids], dtype=np.int32), max_line_width=10**9)
+    return f"tf.Tensor({values}, shape=(1, {len(ids)}), dtype=int32)"
+
+
+def data_dir() -> Path:
+    override = os.environ.get("GPT2_HOME")
+    if override:
+        return Path(override)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("gpt2", appauthor=False))
+
+
+def default_loader(spec: str) -> LanguageModel:
+    from gpt2core.specs import load_lm
+
+    return load_lm(spec)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from gpt2core.config import ConfigError
+    from gpt2core.generate import GenerationError
+    from gpt2core.specs import SpecError
+    from gpt2core.tokenizer import TokenizerError
+    from gpt2core.weights import CheckpointError
+
+    return (SpecError, CheckpointError, TokenizerError, ConfigError, GenerationError,
+            SettingsError, OSError)
+
+
+# -- actions: what the front end should do with a line ------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    level: str = "info"  # info | error
+
+
+@dataclass(frozen=True)
+class Generate:
+    prompt: str
+
+
+@dataclass(frozen=True)
+class LoadModel:
+    spec: str
+
+
+@dataclass(frozen=True)
+class Compare:
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Clear:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+Action = Reply | Generate | LoadModel | Compare | Clear | Quit
+
+
+@dataclass
+class Turn:
+    model: str
+    prompt: str
+    settings: dict
+    seed: int
+    input_ids: list[int]
+    output_ids: list[int]
+    text: str
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    prompt: str
+    left: GenerationSummary
+    right: GenerationSummary
+    first_difference: int | None  # index into the new tokens, None if identical
+
+
+class History:
+    """Input lines kept across runs (one JSON string per line, newest last)."""
+
+    def __init__(self, path: Path | None, limit: int = 1000):
+        self.path, self.limit = path, limit
+        self.items: list[str] = []
+        if path and path.is_file():
+            for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    item = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(item, str):
+                    self.items.append(item)
+        self.items = self.items[-limit:]
+
+    def add(self, line: str) -> None:
+        if not line or (self.items and self.items[-1] == line):
+            return
+        self.items.append(line)
+        if self.path:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            except OSError:
+                pass  # history is a convenience: a read-only home must not break the app
+
+
+class Session:
+    def __init__(self, model: str = "pretrained", loader: Loader | None = None,
+                 history_path: Path | None | bool = True):
+        self.loader = loader or default_loader
+        self.requested = model
+        self.settings = Settings()
+        self.models: dict[str, LanguageModel] = {}
+        self.current: LanguageModel | None = None
+        self.turns: list[Turn] = []
+        self.last_scratch = "scratch"
+        self.last_pretrained = "pretrained"
+        if history_path is True:
+            history_path = data_dir() / "history.jsonl"
+        self.history = History(history_path or None)
+        self._lock = threading.Lock()
+
+    # -- parsing ------------------------------------------------------------------------
+    def handle(self, line: str) -> Action | None:
+        """Turn one line of input into an action (None for an empty line)."""
+        text = clean_input(line)
+        if not text:
+            return None
+        self.history.add(text)
+        if not text.startswith(":") or text.startswith("::"):
+            return Generate(text[1:] if text.startswith("::") else text)
+        name, _, arg = text[1:].partition(" ")
+        name, arg = name.strip().lower(), arg.strip()
+        spec = BY_NAME.get(name)
+        if spec is None:
+            return Reply(f"unknown command :{name} (type :help for the list)", "error")
+        usage = f"usage: {spec.full_usage}"
+        if name == "quit":
+            return Quit()
+        if name == "help":
+            return Reply(help_text())
+        if name == "clear":
+            return Clear()
+        if name == "settings":
+            return Reply(self.settings_text())
+        if name == "model":
+            if not arg:
+                return Reply(self.current.description if self.current else "no model loaded yet")
+            return LoadModel(arg)
+        if name == "set":
+            return self._set(arg, usage)
+        if not arg:
+            return Reply(usage, "error")
+        if name == "tokens":
+            return self._tokens(arg)
+        if name == "compare":
+            return Compare(arg)
+        if name == "save":
+            return self._save(arg)
+        raise AssertionError(f"command {name} has no handler")  # pragma: no cover
+
+    def _set(self, arg: str, usage: str) -> Reply:
+        pairs = arg.split()
+        if not pairs:
+            return Reply(usage, "error")
+        assignments = {}
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                return Reply(f"{pair!r} is not key=value; {usage}", "error")
+            assignments[key] = value
+        try:
+            self.settings = self.settings.parsed(assignments)
+        except SettingsError as e:
+            return Reply(str(e), "error")
+        return Reply("set " + ", ".join(f"{k}={getattr(self.settings, k.replace('-', '_'))}"
+                                        for k in assignments))
+
+    def settings_text(self) -> str:
+        s = self.settings
+        return "  ".join(f"{k}={v}" for k, v in asdict(s).items() if k != "candidates")
+
+    def _tokens(self, text: str) -> Reply:
+        from gpt2core.tokenizer import load_tokenizer, piece
+
+        try:
+            tok = self.current.tokenizer if self.current else load_tokenizer("gpt2")
+            ids = tok.encode(text)
+        except user_errors() as e:
+            return Reply(str(e), "error")
+        rows = [f"{n:>4}  {i:>6}  '{printable(piece(tok, i))}'" for n, i in enumerate(ids)]
+        return Reply(f"{len(ids)} tokens\n   #      id  piece\n" + "\n".join(rows))
+
+    # -- models -------------------------------------------------------------------------
+    def load(self, spec: str) -> LanguageModel:
+        """Load (or reuse) a model and make it current. Raises user errors."""
+        from gpt2core.specs import parse_spec
+
+        key = str(parse_spec(spec))
+        with self._lock:
+            lm = self.models.get(key)
+        if lm is None:
+            lm = self.loader(key)
+            with self._lock:
+                self.models[key] = lm
+        self._remember(key)
+        self.current = lm
+        return lm
+
+    def _remember(self, key: str) -> None:
+        if key.startswith("scratch"):
+            self.last_scratch = key
+        else:
+            self.last_pretrained = key
+
+    def load_startup(self) -> tuple[LanguageModel, str | None]:
+        """The requested model; if it cannot load, say why and fall back to scratch."""
+        try:
+            return self.load(self.requested), None
+        except user_errors() as e:
+            if self.requested == "scratch":
+                raise
+            note = f"could not load {self.requested} ({e}); using scratch instead"
+            return self.load("scratch"), note
+
+    # -- turns --------------------------------------------------------------------------
+    def _turn_settings(self) -> Settings:
+        s = self.settings
+        if s.seed is None:  # record the seed, so every turn can be replayed
+            s = s.updated(seed=secrets.randbelow(2**31))
+        return s
+
+    def run_turn(self, prompt: str, cancel: threading.Event | None = None,
+                 lm: LanguageModel | None = None) -> Iterator[TokenEvent | GenerationSummary]:
+        lm = lm or self.current
+        if lm is None:
+            raise RuntimeError("no model loaded")
+        settings = self._turn_settings()
+        for event in lm.stream(prompt, settings, cancel=cancel):
+            if isinstance(event, GenerationSummary):
+                self.turns.append(Turn(
+                    model=lm.name, prompt=prompt, settings=settings.as_dict(),
+                    seed=settings.seed, input_ids=event.input_ids, output_ids=event.output_ids,
+                    text=event.text, stats=stats_of(event)))
+            yield event
+
+    def run_compare(self, prompt: str, cancel: threading.Event | None = None,
+                    on_progress: Callable[[str], None] | None = None) -> CompareResult:
+        settings = self._turn_settings()
+        summaries = []
+        for spec in (self.last_scratch, self.last_pretrained):
+            if on_progress:
+                on_progress(f"compare: loading {spec}..." if spec not in self.models else
+                            f"compare: running {spec}...")
+            lm = self.models.get(spec) or self.loader(spec)
+            self.models[spec] = lm
+            summary = lm.generate(prompt, settings, cancel=cancel)
+            summaries.append(summary)
+            self.turns.append(Turn(model=lm.name, prompt=prompt, settings=settings.as_dict(),
+                                   seed=settings.seed, input_ids=summary.input_ids,
+                                   output_ids=summary.output_ids, text=summary.text,
+                                   stats=stats_of(summary)))
+        left, right = summaries
+        a = left.output_ids[len(left.input_ids):]
+        b = right.output_ids[len(right.input_ids):]
+        diff = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+        if diff is None and len(a) != len(b):
+            diff = min(len(a), len(b))
+        return CompareResult(prompt, left, right, diff)
+
+    # -- transcript -----------------------------------------------------------------------
+    def _save(self, filename: str) -> Reply:
+        path = Path(filename).expanduser()
+        try:
+            if path.suffix.lower() == ".md":
+                text = self.markdown()
+            else:
+                text = json.dumps({"turns": [asdict(t) for t in self.turns]}, indent=2,
+                                  ensure_ascii=False)
+            if path.is_dir():
+                return Reply(f"{filename}: is a directory; give a file name", "error")
+            from gpt2core.fsutil import atomic_write_text
+
+            atomic_write_text(path, text)
+        except OSError as e:
+            return Reply(f"{filename}: cannot write ({e.strerror or e})", "error")
+        return Reply(f"saved {len(self.turns)} turns to {path}")
+
+    def markdown(self) -> str:
+        out = ["# gpt2 session", ""]
+        for n, t in enumerate(self.turns, 1):
+            out += [f"## Turn {n}: {t.model}", "", f"**Prompt:** {t.prompt}", "",
+                    f"**Completion:** {t.text}", "",
+                    f"- settings: `{json.dumps(t.settings)}`",
+                    f"- input_ids: `{tensor_text(t.input_ids)}`",
+                    f"- output_ids: `{tensor_text(t.output_ids)}`",
+                    f"- stats: `{json.dumps(t.stats)}`", ""]
+        return "\n".join(out)
+
+
+def stats_of(s: GenerationSummary) -> dict:
+    return {"prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens,
+            "ttft_s": round(s.ttft_s, 4), "tokens_per_s": round(s.tokens_per_s, 2),
+            "stop_reason": s.stop_reason, "dropped_tokens": s.dropped_tokens,
+            "wall_s": round(s.wall_s, 3)}
+
+
+def stats_line(s: GenerationSummary) -> str:
+    parts = [f"{s.prompt_tokens} prompt + {s.new_tokens} new tokens",
+             f"ttft {s.ttft_s:.2f}s", f"{s.tokens_per_s:.1f} tok/s", f"stop: {s.stop_reason}"]
+    if s.dropped_tokens:
+        parts.append(f"{s.dropped_tokens} prompt tokens dropped to fit the context")
+    return " | ".join(parts)
+
