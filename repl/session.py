@@ -298,9 +298,11 @@ class Session:
 
     def run_compare(self, prompt: str, cancel: threading.Event | None = None,
                     on_progress: Callable[[str], None] | None = None) -> CompareResult:
+        from gpt2core.specs import parse_spec
+
         settings = self._turn_settings()
         summaries = []
-        for spec in (self.last_scratch, self.last_pretrained):
+        for spec in (str(parse_spec(self.last_scratch)), str(parse_spec(self.last_pretrained))):
             if on_progress:
                 on_progress(f"compare: loading {spec}..." if spec not in self.models else
                             f"compare: running {spec}...")

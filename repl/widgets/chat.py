@@ -1,0 +1,83 @@
+"""The chat pane: each prompt, then its completion streaming in, labelled with its model."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Static
+
+from repl.session import CompareResult, printable
+
+
+class NoticeLine(Static):
+    DEFAULT_CSS = "NoticeLine { margin: 0 1; }"
+
+    def __init__(self, text: str, level: str = "info"):
+        style = {"error": "bold red", "info": "dim"}.get(level, "")
+        super().__init__(Text(printable(text), style=style))
+        self.add_class(level)
+
+
+class ChatTurn(Static):
+    """One prompt and its completion; `append` adds streamed text."""
+
+    def __init__(self, model: str, prompt: str):
+        super().__init__()
+        self.model, self.prompt = model, prompt
+        self.completion = ""
+        self.state = "generating"  # generating | done | stopped | failed
+        self.footer = ""
+        self._refresh_text()
+
+    def append(self, text: str) -> None:
+        self.completion += text
+        self._refresh_text()
+
+    def finish(self, state: str, footer: str = "") -> None:
+        self.state, self.footer = state, footer
+        self._refresh_text()
+
+    def _refresh_text(self) -> None:
+        t = Text()
+        t.append("you ", style="bold cyan")
+        t.append(printable(self.prompt) + "\n")
+        t.append(f"{self.model} ", style="bold magenta")
+        t.append(printable(self.prompt), style="dim")
+        t.append(printable(self.completion))
+        if self.state == "generating":
+            t.append("▌", style="blink")
+        elif self.state == "stopped":
+            t.append("  [stopped]", style="bold yellow")
+        if self.footer:
+            t.append("\n" + self.footer, style="dim italic")
+        self.update(t)
+
+
+class CompareView(Horizontal):
+    """Two completions side by side, the first differing token marked."""
+
+    def __init__(self, result: CompareResult, tokenizers):
+        super().__init__()
+        self.result, self.tokenizers = result, tokenizers
+
+    def compose(self):
+        r = self.result
+        for summary, tok in ((r.left, self.tokenizers[0]), (r.right, self.tokenizers[1])):
+            t = Text()
+            t.append(f"{summary.model}\n", style="bold magenta")
+            new = summary.output_ids[len(summary.input_ids):]
+            for i, token in enumerate(new):
+                piece = tok.decode([token]) if tok else str(token)
+                style = "reverse bold red" if i == r.first_difference else ""
+                t.append(printable(piece), style=style)
+            yield Static(t, classes="compare-column")
+        note = ("identical token for token" if r.first_difference is None
+                else f"first difference at new token {r.first_difference} (highlighted)")
+        self.border_title = f":compare {printable(r.prompt)[:40]}: {note}"
+
+
+class ChatLog(VerticalScroll):
+    def add(self, widget):
+        self.mount(widget)
+        self.scroll_end(animate=False)
+        return widget

@@ -1,0 +1,62 @@
+"""The side panel: what the model saw and produced, step by step."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from gpt2core.generate import GenerationSummary, TokenEvent
+from gpt2core.tokenizer import piece
+from repl.session import printable, stats_line, tensor_text
+
+
+class SidePanel(Static):
+    BAR = 16
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.border_title = "tensors"
+        self.input_ids: list[int] = []
+        self.output_ids: list[int] = []
+        self.event: TokenEvent | None = None
+        self.summary: GenerationSummary | None = None
+        self.tokenizer = None
+        self.render_panel()
+
+    def start(self, input_ids: list[int], tokenizer) -> None:
+        self.input_ids, self.output_ids = list(input_ids), list(input_ids)
+        self.event, self.summary, self.tokenizer = None, None, tokenizer
+        self.render_panel()
+
+    def token(self, event: TokenEvent) -> None:
+        self.output_ids.append(event.token_id)
+        self.event = event
+        self.render_panel()
+
+    def finish(self, summary: GenerationSummary) -> None:
+        self.summary = summary
+        self.input_ids, self.output_ids = summary.input_ids, summary.output_ids
+        self.render_panel()
+
+    def render_panel(self) -> None:
+        parts = [Text("input_ids", style="bold"),
+                 Text(tensor_text(self.input_ids) if self.input_ids else "(no prompt yet)"),
+                 Text("\noutput", style="bold"),
+                 Text(tensor_text(self.output_ids) if self.output_ids else "")]
+        if self.event is not None and self.tokenizer is not None:
+            parts.append(Text(f"\nnext-token candidates, step {self.event.step}", style="bold"))
+            table = Table.grid(padding=(0, 1))
+            for c in self.event.candidates:
+                bar = "█" * max(1, round(c.prob * self.BAR)) if c.prob > 0.005 else "·"
+                mark = "◀" if c.chosen else ""
+                table.add_row(Text(f"{c.token_id:>6}", style="cyan"),
+                              Text(repr(printable(piece(self.tokenizer, c.token_id)))[:18]),
+                              Text(f"{c.prob:6.1%}"), Text(bar, style="green"),
+                              Text(mark, style="bold yellow"))
+            parts.append(table)
+        if self.summary is not None:
+            parts.append(Text("\nlast turn", style="bold"))
+            parts.append(Text(stats_line(self.summary).replace(" | ", "\n")))
+        self.update(Group(*parts))

@@ -1,0 +1,76 @@
+"""A deterministic fake model for UI and session tests (no TensorFlow)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from gpt2core.generate import LanguageModel
+from gpt2core.specs import SpecError, parse_spec
+from gpt2core.tokenizer import CharTokenizer
+from gpt2core.weights import CheckpointError
+
+ALPHABET = list(" abcdefghijklmnopqrstuvwxyz.,!?:=_-'/\n0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class FakeLM(LanguageModel):
+    """Writes `script` one character per step (greedy); candidates are deterministic.
+
+    `delay` slows each step; `gate`, when given, must be set for steps past `gate_after`
+    (lets a test hold a generation mid-way)."""
+
+    def __init__(self, name="fake", script="the quick brown fox jumps over the lazy dog. ",
+                 delay=0.0, n_positions=256, gate: threading.Event | None = None,
+                 gate_after=0):
+        self.name, self.script, self.delay = name, script, delay
+        self.tokenizer = CharTokenizer(ALPHABET)
+        self.n_positions = n_positions
+        self.description = f"{name}: a fake model for tests"
+        self.gate, self.gate_after = gate, gate_after
+        self.i = 0
+
+    def _logits(self):
+        if self.gate is not None and self.i >= self.gate_after:
+            self.gate.wait(10)
+        if self.delay:
+            time.sleep(self.delay)
+        v = np.full(self.tokenizer.vocab_size, -4.0, np.float32)
+        target = self.tokenizer.encode(self.script[self.i % len(self.script)])[0]
+        v[target] = 4.0
+        v[(target + 1) % len(v)] = 2.0
+        v[(target + 2) % len(v)] = 1.0
+        self.i += 1
+        return v
+
+    def _prefill(self, ids, capacity):
+        self.i = 0
+        return self._logits()
+
+    def _step(self, token_id):
+        return self._logits()
+
+
+class FakeLoader:
+    """spec -> FakeLM; `fail` lists specs that raise like an offline hub id would."""
+
+    def __init__(self, fail=(), delay=0.0, models=None):
+        self.fail, self.delay, self.models = set(fail), delay, models or {}
+        self.calls = []
+
+    def __call__(self, spec: str) -> LanguageModel:
+        self.calls.append(spec)
+        parse_spec(spec)
+        if self.delay:
+            time.sleep(self.delay)
+        if spec in self.fail:
+            raise CheckpointError(f"{spec!r} is not in the Hugging Face cache (offline)")
+        if spec.startswith("scratch:/"):
+            raise CheckpointError(f"{spec[8:]}: no such checkpoint directory")
+        if spec in self.models:
+            return self.models[spec]
+        return FakeLM(name=spec)
+
+
+__all__ = ["FakeLM", "FakeLoader", "SpecError"]

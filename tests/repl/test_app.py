@@ -1,0 +1,211 @@
+"""Pilot tests of the Textual app with a deterministic fake model (no TensorFlow weights),
+plus one with a real tiny scratch checkpoint."""
+
+import json
+import threading
+
+from repl.app import make_app
+from repl.widgets import ChatTurn, CompareView, NoticeLine, SidePanel
+from tests.repl.fakes import FakeLM, FakeLoader
+
+SIZE = (120, 40)
+
+
+def text_of(widget) -> str:
+    """What a Static shows, as plain text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+def notices(app):
+    return [text_of(n) for n in app.query(NoticeLine)]
+
+
+async def settle(app, pilot):
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def submit(pilot, text):
+    for ch in text:
+        await pilot.press(ch if ch != " " else "space")
+    await pilot.press("enter")
+
+
+async def test_typing_streams_a_completion_and_fills_the_panel(tmp_path):
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=tmp_path / "h")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=9, greedy=True)
+        await submit(pilot, "hi")
+        await settle(app, pilot)
+        turn = app.query_one(ChatTurn)
+        assert turn.model == "scratch" and turn.completion == "the quick" and turn.state == "done"
+        panel = app.query_one(SidePanel)
+        assert panel.input_ids == [8, 9]
+        assert len(panel.output_ids) == 11
+        text = text_of(panel)
+        assert "tf.Tensor([[8 9]], shape=(1, 2), dtype=int32)" in text
+        assert "shape=(1, 11), dtype=int32)" in text and "◀" in text
+        assert "stop: max_new_tokens" in text
+
+
+async def test_esc_stops_and_keeps_the_partial_text(tmp_path):
+    gate = threading.Event()
+    lm = FakeLM("pretrained:slow", gate=gate, gate_after=3)
+    app = make_app(model="pretrained:slow", loader=FakeLoader(models={"pretrained:slow": lm}), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=200, greedy=True)
+        await submit(pilot, "go")
+        await pilot.pause(0.2)
+        assert app.generating
+        await pilot.press("escape")
+        gate.set()
+        await settle(app, pilot)
+        turn = app.query_one(ChatTurn)
+        assert turn.state == "stopped" and 1 <= len(turn.completion) <= 5
+        assert "[stopped]" in text_of(turn)
+        assert app.session.turns[-1].stats["stop_reason"] == "cancelled"
+        await pilot.press("ctrl+c")  # nothing generating: Ctrl-C quits
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_ctrl_c_during_generation_stops_it_without_quitting(tmp_path):
+    gate = threading.Event()
+    app = make_app(model="pretrained:slow", loader=FakeLoader(models={"pretrained:slow": FakeLM(
+        "pretrained:slow", gate=gate, gate_after=2)}), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, "go")
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+c")
+        gate.set()
+        await settle(app, pilot)
+        assert app.is_running and app.query_one(ChatTurn).state == "stopped"
+
+
+async def test_model_switch_during_generation(tmp_path):
+    gate = threading.Event()
+    first = FakeLM("pretrained:first", gate=gate, gate_after=2)
+    loader = FakeLoader(models={"pretrained:first": first, "scratch:other": FakeLM("scratch:other",
+                                                                        script="zz")})
+    app = make_app(model="pretrained:first", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=6, greedy=True)
+        await submit(pilot, "a")
+        await pilot.pause(0.1)
+        await submit(pilot, ":model scratch:other")
+        await pilot.pause(0.3)
+        assert app.session.current.name == "scratch:other"  # loaded while the other generates
+        gate.set()
+        await settle(app, pilot)
+        turns = list(app.query(ChatTurn))
+        assert turns[0].model == "pretrained:first" and turns[0].completion == "the qu"
+        await submit(pilot, "b")
+        await settle(app, pilot)
+        turns = list(app.query(ChatTurn))
+        assert turns[1].model == "scratch:other" and turns[1].completion == "zzzzzz"
+        assert any("model: scratch:other" in n for n in notices(app))
+
+
+async def test_set_errors_and_unknown_commands_are_one_line(tmp_path):
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set top_p=7")
+        await submit(pilot, ":set temperature=-2")
+        await submit(pilot, ":frobnicate")
+        await submit(pilot, ":model scratch:/no/such/dir")
+        await settle(app, pilot)
+        errors = [text_of(n) for n in app.query(NoticeLine) if n.has_class("error")]
+        assert any("top_p must be a number in (0, 1]" in e for e in errors)
+        assert any("temperature must be a number >= 0" in e for e in errors)
+        assert any("unknown command :frobnicate" in e for e in errors)
+        assert any("no such checkpoint directory" in e and "still using scratch" in e for e in errors)
+        assert app.session.settings.top_p == 1.0 and app.session.current.name == "scratch"
+
+
+async def test_save_writes_the_transcript(tmp_path):
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=4 seed=11")
+        await submit(pilot, "ab")
+        await settle(app, pilot)
+        path = tmp_path / "out.json"
+        await submit(pilot, f":save {path}")
+        await settle(app, pilot)
+    data = json.loads(path.read_text())
+    (turn,) = data["turns"]
+    assert turn["seed"] == 11 and turn["settings"]["max_new_tokens"] == 4
+    assert turn["input_ids"] == [1, 2] and len(turn["output_ids"]) == 6
+
+
+async def test_falls_back_to_scratch_when_pretrained_cannot_load(tmp_path):
+    loader = FakeLoader(fail={"pretrained:gpt2"}, delay=0.2)
+    app = make_app(model="pretrained", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "early")  # typed before the model is ready
+        await pilot.pause()
+        assert any("queued" in n for n in notices(app))
+        await settle(app, pilot)
+        await settle(app, pilot)
+        assert app.session.current.name == "scratch"
+        assert any("could not load pretrained" in n and "using scratch" in n for n in notices(app))
+        turn = app.query_one(ChatTurn)  # the early prompt ran on the fallback
+        assert turn.prompt == "early" and turn.model == "scratch" and turn.state == "done"
+
+
+async def test_compare_side_by_side(tmp_path):
+    loader = FakeLoader(models={"scratch": FakeLM("scratch", script="hello world"),
+                                "pretrained:gpt2": FakeLM("pretrained:gpt2",
+                                                          script="hello there")})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=8 greedy=true")
+        await submit(pilot, ":compare x")
+        await settle(app, pilot)
+        view = app.query_one(CompareView)
+        assert view.result.first_difference == 6
+        assert "first difference at new token 6" in view.border_title
+
+
+async def test_history_up_down(tmp_path):
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=tmp_path / "h.jsonl")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":settings")
+        await submit(pilot, ":help")
+        await pilot.press("up")
+        assert app.query_one("#prompt").value == ":help"
+        await pilot.press("up")
+        assert app.query_one("#prompt").value == ":settings"
+        await pilot.press("down", "down")
+        assert app.query_one("#prompt").value == ""
+    again = make_app(model="scratch", loader=FakeLoader(), history_path=tmp_path / "h.jsonl")
+    assert again.session.history.items[-2:] == [":settings", ":help"]
+
+
+async def test_real_tiny_scratch_checkpoint(scratch_tiny_dir):
+    app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.session.current.kind == "scratch"
+        await submit(pilot, ":set max_new_tokens=6 greedy=true")
+        await submit(pilot, "Once upon a time")
+        await settle(app, pilot)
+        turn = app.query_one(ChatTurn)
+        assert turn.state == "done" and turn.completion
+        panel = text_of(app.query_one(SidePanel))
+        assert "tf.Tensor([[7454 2402  257  640]], shape=(1, 4), dtype=int32)" in panel
+        assert "shape=(1, 10), dtype=int32)" in panel

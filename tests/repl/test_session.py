@@ -1,0 +1,121 @@
+"""The session core on its own: parsing, settings, transcript, history, compare."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gpt2core.generate import GenerationSummary
+from repl.session import (
+    Clear, Compare, Generate, LoadModel, Quit, Reply, Session, clean_input, printable,
+)
+from tests.repl.fakes import FakeLM, FakeLoader
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = Session(model="fake", loader=FakeLoader(), history_path=tmp_path / "history.jsonl")
+    s.load("scratch")
+    return s
+
+
+def test_lines_become_actions(session):
+    assert session.handle("   ") is None
+    assert session.handle("hello") == Generate("hello")
+    assert session.handle("::not a command") == Generate(":not a command")
+    assert session.handle(":model pretrained:gpt2") == LoadModel("pretrained:gpt2")
+    assert session.handle(":compare hi there") == Compare("hi there")
+    assert session.handle(":clear") == Clear() and session.handle(":quit") == Quit()
+    r = session.handle(":bogus")
+    assert isinstance(r, Reply) and r.level == "error" and "unknown command :bogus" in r.text
+    r = session.handle(":tokens")
+    assert r.level == "error" and r.text == "usage: :tokens TEXT"
+    assert ":compare PROMPT" in session.handle(":help").text
+
+
+def test_set_and_errors(session):
+    r = session.handle(":set temperature=0.7 top_k=5 seed=3")
+    assert r.level == "info" and session.settings.top_k == 5 and session.settings.seed == 3
+    for line, needle in [(":set top_p=9", "top_p must be a number in (0, 1]"),
+                         (":set max_new_tokens=-1", "max_new_tokens must be"),
+                         (":set temperature", "is not key=value"),
+                         (":set", "usage: :set key=value"),
+                         (":set colour=red", "unknown setting 'colour'")]:
+        r = session.handle(line)
+        assert r.level == "error" and needle in r.text, line
+    assert session.settings.top_k == 5  # a bad :set changes nothing
+    assert "top_k=5" in session.handle(":settings").text
+
+
+def test_turns_record_seed_tensors_and_stats(session):
+    events = list(session.run_turn("abc"))
+    summary = events[-1]
+    assert isinstance(summary, GenerationSummary)
+    turn = session.turns[-1]
+    assert turn.model == "scratch" and turn.input_ids == [1, 2, 3]
+    assert turn.output_ids == summary.output_ids and isinstance(turn.seed, int)
+    assert turn.stats["new_tokens"] == 64 and turn.text == summary.text
+
+
+def test_save_json_and_markdown(session, tmp_path):
+    list(session.run_turn("hi"))
+    r = session.handle(f":save {tmp_path / 's.json'}")
+    assert r.level == "info" and "saved 1 turns" in r.text
+    data = json.loads((tmp_path / "s.json").read_text())
+    t = data["turns"][0]
+    assert set(t) >= {"model", "settings", "seed", "input_ids", "output_ids", "text", "stats"}
+    session.handle(f":save {tmp_path / 's.md'}")
+    md = (tmp_path / "s.md").read_text()
+    assert "## Turn 1: scratch" in md and "shape=(1, " in md
+    r = session.handle(f":save {tmp_path}")
+    assert r.level == "error" and "is a directory" in r.text
+    r = session.handle(":save /proc/no/such/dir/x.json")
+    assert r.level == "error" and "cannot write" in r.text
+
+
+def test_history_persists_across_sessions(tmp_path):
+    path = tmp_path / "h.jsonl"
+    a = Session(loader=FakeLoader(), history_path=path)
+    a.handle("first prompt")
+    a.handle(":set top_k=3")
+    b = Session(loader=FakeLoader(), history_path=path)
+    assert b.history.items == ["first prompt", ":set top_k=3"]
+
+
+def test_startup_falls_back_to_scratch(tmp_path):
+    s = Session(model="pretrained", loader=FakeLoader(fail={"pretrained:gpt2"}),
+                history_path=False)
+    lm, note = s.load_startup()
+    assert lm.name == "scratch" and "could not load pretrained" in note and "using scratch" in note
+
+
+def test_compare_marks_first_difference(tmp_path):
+    loader = FakeLoader(models={"scratch": FakeLM("scratch", script="hello world"),
+                                "pretrained:gpt2": FakeLM("pretrained", script="hello there")})
+    s = Session(loader=loader, history_path=False)
+    s.settings = s.settings.updated(max_new_tokens=8, greedy=True)
+    r = s.run_compare("x")
+    assert r.left.text == "hello wo" and r.right.text == "hello th"
+    assert r.first_difference == 6
+    assert len(s.turns) == 2
+
+
+def test_odd_text_is_made_safe():
+    assert clean_input("a\x1b[31mb\x07c\x00") == "a[31mbc"
+    assert printable("x\x1by\rz") == "x\\x1by\\x0dz"
+
+
+def test_core_packages_import_no_ui():
+    code = ("import sys, gpt2core, gpt2core.config, gpt2core.model, gpt2core.weights, "
+            "gpt2core.tokenizer, gpt2core.generate, gpt2core.sampling, gpt2core.train, "
+            "gpt2core.specs, repl.session, repl.commands\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'prompt_toolkit')]\n"
+            "print('UI-MODULES', bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "UI-MODULES []" in out.stdout, out.stderr[-2000:]
+    code2 = ("import sys, gpt2core.generate, gpt2core.train, gpt2core.specs\n"
+             "print('REPL', [m for m in sys.modules if m.split('.')[0] in "
+             "('repl', 'textual', 'prompt_toolkit')])")
+    out = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, timeout=120)
+    assert "REPL []" in out.stdout, out.stderr[-2000:]
