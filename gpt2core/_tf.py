@@ -32,8 +32,8 @@ def native_stderr_silenced():
 
 
 with native_stderr_silenced():
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     tf.config.list_logical_devices()  # device (and CUDA probe) initialisation logs
 

@@ -40,9 +40,7 @@ class GPT2Config:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
-            )
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -56,7 +54,9 @@ class GPT2Config:
     def num_params(self) -> int:
         """Parameter count (the LM head is tied to wte, so counted once)."""
         c, L = self.n_embd, self.n_layer
-        per_block = 2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c)
+        per_block = (
+            2 * 2 * c + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c)
+        )
         return self.vocab_size * c + self.n_positions * c + L * per_block + 2 * c
 
     # -- HF config.json ----------------------------------------------------------------

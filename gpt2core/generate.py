@@ -147,7 +147,7 @@ class LanguageModel:
                 if not slide:
                     stop = "context"
                     break
-                context = context[-(n_ctx - n_ctx // 4):]  # slide: keep the last 3/4
+                context = context[-(n_ctx - n_ctx // 4) :]  # slide: keep the last 3/4
                 logits = self._prefill(context, n_ctx)
             else:
                 logits = self._step(token)
@@ -210,18 +210,25 @@ class ScratchDecoder:
         self.model = model
         self.config = model.config
         self.traces = 0
-        spec_cache = tf.TensorSpec([self.config.n_layer, 2, 1, self.config.n_head, None,
-                                    self.config.head_size], tf.float32)
+        spec_cache = tf.TensorSpec(
+            [self.config.n_layer, 2, 1, self.config.n_head, None, self.config.head_size], tf.float32
+        )
         self._prefill_fn = tf.function(
             self._prefill_impl,
-            input_signature=[tf.TensorSpec([1, None], tf.int32), spec_cache,
-                             tf.TensorSpec([], tf.int32)],
+            input_signature=[
+                tf.TensorSpec([1, None], tf.int32),
+                spec_cache,
+                tf.TensorSpec([], tf.int32),
+            ],
             jit_compile=True,
         )
         self._step_fn = tf.function(
             self._step_impl,
-            input_signature=[tf.TensorSpec([1, 1], tf.int32), spec_cache,
-                             tf.TensorSpec([], tf.int32)],
+            input_signature=[
+                tf.TensorSpec([1, 1], tf.int32),
+                spec_cache,
+                tf.TensorSpec([], tf.int32),
+            ],
             jit_compile=True,
         )
         self.cache = None
@@ -254,7 +261,9 @@ class ScratchDecoder:
         if size not in self._stepped_sizes:
             # XLA compiles the step once per cache size: do it now, inside time-to-first-token,
             # so the decode rate measures decoding. The result is discarded.
-            self._step_fn(tf.zeros([1, 1], tf.int32), self.cache, tf.constant(min(self.index, size - 1)))
+            self._step_fn(
+                tf.zeros([1, 1], tf.int32), self.cache, tf.constant(min(self.index, size - 1))
+            )
             self._stepped_sizes.add(size)
         return logits.numpy()[0]
 

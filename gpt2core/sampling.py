@@ -49,7 +49,9 @@ class Settings:
 
     def validate(self) -> None:
         def bad(name: str) -> SettingsError:
-            return SettingsError(f"{name}={getattr(self, name)!r} is invalid: {name} must be {_RANGES[name]}")
+            return SettingsError(
+                f"{name}={getattr(self, name)!r} is invalid: {name} must be {_RANGES[name]}"
+            )
 
         def is_int(v):
             return isinstance(v, int | np.integer) and not isinstance(v, bool)
@@ -147,7 +149,9 @@ class Sampler:
             seen = np.unique(np.asarray(history, dtype=np.int64))  # (U,)
             seen = seen[seen < scores.shape[0]]
             vals = scores[seen]
-            scores[seen] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
+            scores[seen] = np.where(
+                vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty
+            )
         if s.is_greedy:
             token = int(np.argmax(scores))
         else:

@@ -1,10 +1,10 @@
 """Model specs -> a loaded ``LanguageModel``.
 
-    scratch                  a fresh random model of the tiny preset (untrained: it babbles)
-    scratch:DIR              a checkpoint trained with ``gpt2 train`` (or any GPT-2 directory)
-    scratch:HUB_ID           published weights (``scratch:gpt2``) run by gpt2core's own code
-    pretrained               transformers' TFGPT2LMHeadModel with the hub's ``gpt2``
-    pretrained:NAME_OR_DIR   the same for another hub id or a local checkpoint directory
+scratch                  a fresh random model of the tiny preset (untrained: it babbles)
+scratch:DIR              a checkpoint trained with ``gpt2 train`` (or any GPT-2 directory)
+scratch:HUB_ID           published weights (``scratch:gpt2``) run by gpt2core's own code
+pretrained               transformers' TFGPT2LMHeadModel with the hub's ``gpt2``
+pretrained:NAME_OR_DIR   the same for another hub id or a local checkpoint directory
 """
 
 from __future__ import annotations
@@ -82,15 +82,23 @@ def _load_scratch(spec: Spec) -> ScratchLM:
     if not spec.target:
         config = PRESETS["tiny"]
         model = GPT2(config).build_weights()
-        return ScratchLM(model, load_tokenizer("gpt2"), name="scratch",
-                         description=f"scratch: untrained random weights, tiny preset "
-                                     f"({_human(config.num_params())} params), it will babble")
+        return ScratchLM(
+            model,
+            load_tokenizer("gpt2"),
+            name="scratch",
+            description=f"scratch: untrained random weights, tiny preset "
+            f"({_human(config.num_params())} params), it will babble",
+        )
     model, directory = load_model(spec.target)
     tok = _tokenizer_for(directory, model.config.vocab_size)
     c = model.config
-    return ScratchLM(model, tok, name=str(spec),
-                     description=f"{spec}: gpt2core, {c.n_layer} layers x {c.n_embd} wide, "
-                                 f"{_human(c.num_params())} params, from {directory}")
+    return ScratchLM(
+        model,
+        tok,
+        name=str(spec),
+        description=f"{spec}: gpt2core, {c.n_layer} layers x {c.n_embd} wide, "
+        f"{_human(c.num_params())} params, from {directory}",
+    )
 
 
 def _load_pretrained(spec: Spec) -> PretrainedLM:
@@ -108,6 +116,8 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
         hf = TFGPT2LMHeadModel.from_pretrained(str(directory))
     tok = _tokenizer_for(directory, config.vocab_size)
     lm = PretrainedLM(hf, tok, name=str(spec))
-    lm.description = (f"{spec}: transformers TFGPT2LMHeadModel, {config.n_layer} layers x "
-                      f"{config.n_embd} wide, {_human(lm.num_params)} params, from {directory}")
+    lm.description = (
+        f"{spec}: transformers TFGPT2LMHeadModel, {config.n_layer} layers x "
+        f"{config.n_embd} wide, {_human(lm.num_params)} params, from {directory}"
+    )
     return lm

@@ -107,7 +107,9 @@ class BPETokenizer:
         try:
             tok = GPT2TokenizerFast.from_pretrained(str(spec))
         except (OSError, ValueError, TypeError) as e:
-            raise TokenizerError(f"{spec}: cannot load a GPT-2 tokenizer ({_first_line(e)})") from None
+            raise TokenizerError(
+                f"{spec}: cannot load a GPT-2 tokenizer ({_first_line(e)})"
+            ) from None
         return cls(tok, name=str(spec))
 
     def encode(self, text: str) -> list[int]:
@@ -140,17 +142,23 @@ def train_bpe(texts: list[str], vocab_size: int) -> BPETokenizer:
     from transformers import GPT2TokenizerFast
 
     if vocab_size < 257 + 1:
-        raise TokenizerError(f"bpe vocabulary size must be at least 258 (256 bytes + EOT), got {vocab_size}")
+        raise TokenizerError(
+            f"bpe vocabulary size must be at least 258 (256 bytes + EOT), got {vocab_size}"
+        )
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT],
-                            show_progress=False)
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT], show_progress=False
+    )
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         bpe.save_model(tmp)
         tok = GPT2TokenizerFast(
-            vocab_file=os.path.join(tmp, "vocab.json"), merges_file=os.path.join(tmp, "merges.txt"),
-            bos_token=EOT, eos_token=EOT, unk_token=EOT,
+            vocab_file=os.path.join(tmp, "vocab.json"),
+            merges_file=os.path.join(tmp, "merges.txt"),
+            bos_token=EOT,
+            eos_token=EOT,
+            unk_token=EOT,
         )
     return BPETokenizer(tok, name=f"bpe:{vocab_size}")
 
@@ -189,7 +197,8 @@ class CharTokenizer:
             return [self._index[c] for c in text]
         except KeyError as e:
             raise TokenizerError(
-                f"character {e.args[0]!r} is not in this model's {self.vocab_size}-character vocabulary"
+                f"character {e.args[0]!r} is not in this model's "
+                f"{self.vocab_size}-character vocabulary"
             ) from None
 
     def decode(self, ids: list[int]) -> str:
@@ -199,8 +208,10 @@ class CharTokenizer:
         return self.chars[token_id].encode("utf-8")
 
     def save(self, directory: str | os.PathLike) -> None:
-        atomic_write_text(Path(directory) / CHAR_VOCAB_NAME,
-                          json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False))
+        atomic_write_text(
+            Path(directory) / CHAR_VOCAB_NAME,
+            json.dumps({"type": "char", "chars": self.chars}, ensure_ascii=False),
+        )
 
 
 # -- loading --------------------------------------------------------------------------
@@ -216,8 +227,10 @@ BUNDLED_GPT2 = Path(__file__).parent / "assets" / "gpt2"
 
 def has_tokenizer(directory: str | os.PathLike) -> bool:
     d = Path(directory)
-    return (d / CHAR_VOCAB_NAME).is_file() or (d / "tokenizer.json").is_file() or (
-        (d / "vocab.json").is_file() and (d / "merges.txt").is_file()
+    return (
+        (d / CHAR_VOCAB_NAME).is_file()
+        or (d / "tokenizer.json").is_file()
+        or ((d / "vocab.json").is_file() and (d / "merges.txt").is_file())
     )
 
 
@@ -229,9 +242,10 @@ def load_tokenizer(spec: str | os.PathLike = "gpt2") -> Tokenizer:
     """
     from gpt2core.weights import CheckpointError, resolve
 
-    if str(spec) in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2") and not Path(
-        str(spec)
-    ).is_dir():
+    if (
+        str(spec) in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
+        and not Path(str(spec)).is_dir()
+    ):
         return BPETokenizer.from_pretrained(BUNDLED_GPT2)
     try:
         directory = resolve(str(spec), weights=False)
@@ -242,5 +256,6 @@ def load_tokenizer(spec: str | os.PathLike = "gpt2") -> Tokenizer:
     if has_tokenizer(directory):
         return BPETokenizer.from_pretrained(directory)
     raise TokenizerError(
-        f"{directory}: no tokenizer files (vocab.json + merges.txt, tokenizer.json, or {CHAR_VOCAB_NAME})"
+        f"{directory}: no tokenizer files "
+        f"(vocab.json + merges.txt, tokenizer.json, or {CHAR_VOCAB_NAME})"
     )

@@ -70,10 +70,12 @@ class TrainConfig:
         base = PRESETS[self.preset]
         try:
             return base.replace(
-                n_layer=self.n_layer or base.n_layer, n_head=self.n_head or base.n_head,
+                n_layer=self.n_layer or base.n_layer,
+                n_head=self.n_head or base.n_head,
                 n_embd=self.n_embd or base.n_embd,
                 n_positions=self.block_size or base.n_positions,
-                vocab_size=vocab_size, dropout=self.dropout,
+                vocab_size=vocab_size,
+                dropout=self.dropout,
             )
         except ConfigError as e:
             raise TrainError(f"bad model size: {e}") from None
@@ -84,13 +86,17 @@ class TrainConfig:
         positive = ("batch_size", "max_iters", "eval_interval", "eval_iters", "log_interval")
         for name in positive:
             if getattr(self, name) < 1:
-                raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise TrainError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         for name in ("n_layer", "n_head", "n_embd", "block_size"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
-            raise TrainError(f"need --lr > 0 and 0 <= --min-lr <= --lr (got {self.lr}, {self.min_lr})")
+            raise TrainError(
+                f"need --lr > 0 and 0 <= --min-lr <= --lr (got {self.lr}, {self.min_lr})"
+            )
         if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise TrainError("--warmup-iters, --weight-decay and --grad-clip must be >= 0")
         if not 0 <= self.dropout < 1:
@@ -107,9 +113,20 @@ class TrainConfig:
 
 # Recipes carried by presets (nanoGPT's shakespeare_char CPU run for shakespeare-cpu).
 RECIPES: dict[str, dict] = {
-    "shakespeare-cpu": dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4,
-                            warmup_iters=100, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
-                            dropout=0.0, eval_interval=250, eval_iters=20, tokenizer="char"),
+    "shakespeare-cpu": dict(
+        batch_size=12,
+        max_iters=2000,
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup_iters=100,
+        beta2=0.99,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        dropout=0.0,
+        eval_interval=250,
+        eval_iters=20,
+        tokenizer="char",
+    ),
 }
 
 
@@ -192,30 +209,33 @@ def make_strategy(name: str):
     if n_cpu > 1:  # split the CPU into N logical devices (for trying MirroredStrategy)
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n_cpu)])
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n_cpu)]
+        )
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise TrainError("--strategy multiworker reads the cluster from TF_CONFIG, which is not set")
+            raise TrainError(
+                "--strategy multiworker reads the cluster from TF_CONFIG, which is not set"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, model_config: GPT2Config, tokenizer, train_ids, val_ids):
-        from gpt2core._tf import keras
-        from gpt2core._tf import tf
-
+        from gpt2core._tf import keras, tf
         from gpt2core.model import GPT2
 
         self.cfg, self.tokenizer = cfg, tokenizer
         self.strategy = make_strategy(cfg.strategy)
         n_rep = self.strategy.num_replicas_in_sync
         if cfg.batch_size % n_rep:
-            raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly over {n_rep} replicas")
+            raise TrainError(
+                f"--batch-size {cfg.batch_size} must divide evenly over {n_rep} replicas"
+            )
         self.block = model_config.n_positions
         self.train_ids = tf.constant(train_ids, tf.int32)  # (N_train,)
         self.val_ids = val_ids
@@ -224,9 +244,14 @@ class Trainer:
             self.model = GPT2(model_config).build_weights()
             self.optimizer = keras.optimizers.AdamW(
                 learning_rate=lambda: lr_at(self.optimizer.iterations, cfg),
-                beta_1=cfg.beta1, beta_2=cfg.beta2, weight_decay=cfg.weight_decay)
+                beta_1=cfg.beta1,
+                beta_2=cfg.beta2,
+                weight_decay=cfg.weight_decay,
+            )
             # decay weight matrices only: not biases, LayerNorm gains/offsets, embeddings
-            self.optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
+            self.optimizer.exclude_from_weight_decay(
+                var_names=["bias", "gamma", "beta", "embeddings"]
+            )
             self.optimizer.build(self.model.trainable_variables)
         self._grads = tf.function(self._loss_and_grads, jit_compile=True)
         self._eval = tf.function(self._eval_loss, jit_compile=True)
@@ -238,9 +263,12 @@ class Trainer:
         from gpt2core._tf import tf
 
         n = tf.shape(self.train_ids)[0] - self.block - 1
-        seed = tf.stack([tf.constant(self.cfg.seed + 1_000_003 * stream, tf.int64),
-                         tf.cast(step, tf.int64)])
-        starts = tf.random.stateless_uniform([self.cfg.batch_size], seed, 0, n + 1, tf.int32)  # (B,)
+        seed = tf.stack(
+            [tf.constant(self.cfg.seed + 1_000_003 * stream, tf.int64), tf.cast(step, tf.int64)]
+        )
+        starts = tf.random.stateless_uniform(
+            [self.cfg.batch_size], seed, 0, n + 1, tf.int32
+        )  # (B,)
         idx = starts[:, None] + tf.range(self.block + 1)[None, :]  # (B, T+1)
         windows = tf.gather(self.train_ids, idx)  # (B, T+1)
         return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
@@ -389,13 +417,16 @@ def prepare(cfg: TrainConfig, resume: bool):
         saved = json.loads(run_file.read_text(encoding="utf-8"))
         old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
         # a resumed run keeps its recipe; only the length and the output may change
-        cfg = dataclasses.replace(old, max_iters=max(cfg.max_iters, old.max_iters), out=cfg.out,
-                                  strategy=cfg.strategy)
+        cfg = dataclasses.replace(
+            old, max_iters=max(cfg.max_iters, old.max_iters), out=cfg.out, strategy=cfg.strategy
+        )
         start = int(saved["step"])
     elif out.is_dir() and _existing_checkpoint(out):
         what = "a different model" if _differs(out, cfg) else "a checkpoint"
-        raise TrainError(f"--out {cfg.out} already holds {what}: pass --resume to continue it, "
-                         f"or choose another --out")
+        raise TrainError(
+            f"--out {cfg.out} already holds {what}: pass --resume to continue it, "
+            f"or choose another --out"
+        )
     text = read_corpus(cfg.corpus)
     if resume:
         from gpt2core.tokenizer import load_tokenizer
@@ -422,11 +453,13 @@ def _differs(out: Path, cfg: TrainConfig) -> bool:
     except ConfigError:
         return True
     return (cfg.n_layer or PRESETS[cfg.preset].n_layer) != old.n_layer or (
-        cfg.n_embd or PRESETS[cfg.preset].n_embd) != old.n_embd
+        cfg.n_embd or PRESETS[cfg.preset].n_embd
+    ) != old.n_embd
 
 
-def train(cfg: TrainConfig, resume: bool = False,
-          on_step: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None
+) -> TrainResult:
     """Run (or resume) training. ``on_step`` gets a dict per iteration (for progress bars);
     a KeyboardInterrupt raised anywhere in the loop saves ``last`` and returns."""
     cfg, tokenizer, mcfg, train_ids, val_ids, start, state, saved = prepare(cfg, resume)
@@ -463,8 +496,9 @@ def train(cfg: TrainConfig, resume: bool = False,
             tokenizer.save(out)
             mcfg.save(out)
         tensors = model_tensors(trainer.model)
-        atomic_write(out / SAFETENSORS_NAME,
-                     lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+        atomic_write(
+            out / SAFETENSORS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
+        )
 
     tokens_per_iter = cfg.batch_size * mcfg.n_positions
     step = start
@@ -492,8 +526,15 @@ def train(cfg: TrainConfig, resume: bool = False,
             if step % cfg.log_interval == 0 or step == cfg.max_iters:
                 log({"iter": step, "loss": loss, "lr": lr, "kind": "train"})
             if on_step:
-                on_step({"iter": step, "loss": loss, "lr": lr, "max_iters": cfg.max_iters,
-                         "tokens": tokens_per_iter})
+                on_step(
+                    {
+                        "iter": step,
+                        "loss": loss,
+                        "lr": lr,
+                        "max_iters": cfg.max_iters,
+                        "tokens": tokens_per_iter,
+                    }
+                )
     except KeyboardInterrupt:
         interrupted = True
     save_last(step)
@@ -507,8 +548,13 @@ def train(cfg: TrainConfig, resume: bool = False,
         save_best()
     ms = 1000 * t_train / timed if timed else 0.0
     return TrainResult(
-        out=str(out), iters=step, train_loss=loss, val_loss=val, wall_s=wall,
-        tokens_per_s=tokens_per_iter * timed / t_train if t_train else 0.0, ms_per_iter=ms,
+        out=str(out),
+        iters=step,
+        train_loss=loss,
+        val_loss=val,
+        wall_s=wall,
+        tokens_per_s=tokens_per_iter * timed / t_train if t_train else 0.0,
+        ms_per_iter=ms,
         sample=_sample(trainer.model, tokenizer),
     )
 
@@ -520,8 +566,9 @@ def _sample(model, tokenizer, n: int = 120) -> str:
     lm = ScratchLM(model, tokenizer, name="sample")
     prompt = "\n" if tokenizer.kind == "char" and "\n" in getattr(tokenizer, "chars", []) else ""
     try:
-        return lm.generate(prompt, Settings(max_new_tokens=n, temperature=0.8, top_k=0,
-                                            seed=0)).text
+        return lm.generate(
+            prompt, Settings(max_new_tokens=n, temperature=0.8, top_k=0, seed=0)
+        ).text
     except (TokenizerError, ValueError):
         return ""
 
@@ -538,8 +585,9 @@ def config_from_args(args) -> TrainConfig:
         v = getattr(args, f.name, None)
         if v is not None and f.name not in ("corpus", "out", "preset", "strategy"):
             values[f.name] = v
-    return TrainConfig(corpus=tuple(args.corpus), out=args.out, preset=preset,
-                       strategy=args.strategy, **values)
+    return TrainConfig(
+        corpus=tuple(args.corpus), out=args.out, preset=preset, strategy=args.strategy, **values
+    )
 
 
 def main_from_args(args) -> int:
@@ -549,12 +597,23 @@ def main_from_args(args) -> int:
     progress = None
     if not args.no_progress:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
-        progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=False)
+        progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
     task = None
     t_last = [time.perf_counter()]
 
@@ -563,18 +622,24 @@ def main_from_args(args) -> int:
         if progress is None:
             return
         if task is None:
-            task = progress.add_task("train", total=info.get("max_iters", cfg.max_iters),
-                                     info="compiling...")
+            task = progress.add_task(
+                "train", total=info.get("max_iters", cfg.max_iters), info="compiling..."
+            )
             progress.update(task, completed=info["iter"] - 1 if "loss" in info else info["iter"])
         if info.get("eval"):
-            progress.console.print(f"iter {info['iter']}: train loss {info['train_loss']:.4f}, "
-                                   f"val loss {info['val_loss']:.4f}")
+            progress.console.print(
+                f"iter {info['iter']}: train loss {info['train_loss']:.4f}, "
+                f"val loss {info['val_loss']:.4f}"
+            )
             return
         now = time.perf_counter()
         tps = info["tokens"] / max(now - t_last[0], 1e-9)
         t_last[0] = now
-        progress.update(task, completed=info["iter"],
-                        info=f"loss {info['loss']:.4f}  lr {info['lr']:.2e}  {tps:,.0f} tok/s")
+        progress.update(
+            task,
+            completed=info["iter"],
+            info=f"loss {info['loss']:.4f}  lr {info['lr']:.2e}  {tps:,.0f} tok/s",
+        )
 
     if progress:
         progress.start()
@@ -585,23 +650,36 @@ def main_from_args(args) -> int:
             progress.stop()
     err = sys.stderr
     if result.interrupted:
-        print(f"interrupted at iter {result.iters}: saved {result.out}/last; continue with "
-              f"gpt2 train {' '.join(cfg.corpus)} --out {result.out} --resume", file=err)
+        print(
+            f"interrupted at iter {result.iters}: saved {result.out}/last; continue with "
+            f"gpt2 train {' '.join(cfg.corpus)} --out {result.out} --resume",
+            file=err,
+        )
     else:
-        print(f"done: {result.iters} iters, val loss {result.val_loss:.4f} (whole split), "
-              f"{result.ms_per_iter:.1f} ms/iter, {result.tokens_per_s:,.0f} tok/s, "
-              f"{result.wall_s:.0f}s", file=err)
+        print(
+            f"done: {result.iters} iters, val loss {result.val_loss:.4f} (whole split), "
+            f"{result.ms_per_iter:.1f} ms/iter, {result.tokens_per_s:,.0f} tok/s, "
+            f"{result.wall_s:.0f}s",
+            file=err,
+        )
         if result.sample:
             print(f"sample:\n{result.sample}\n", file=err)
         print(f"chat with it: gpt2 chat --model scratch:{result.out}", file=err)
     if args.json:
-        print(json.dumps({"out": result.out, "iters": result.iters,
-                          "train_loss": round(result.train_loss, 4),
-                          "val_loss": None if math.isnan(result.val_loss) else round(result.val_loss, 4),
-                          "wall_s": round(result.wall_s, 2),
-                          "tokens_per_s": round(result.tokens_per_s, 1),
-                          "ms_per_iter": round(result.ms_per_iter, 2),
-                          "interrupted": result.interrupted}))
+        print(
+            json.dumps(
+                {
+                    "out": result.out,
+                    "iters": result.iters,
+                    "train_loss": round(result.train_loss, 4),
+                    "val_loss": None if math.isnan(result.val_loss) else round(result.val_loss, 4),
+                    "wall_s": round(result.wall_s, 2),
+                    "tokens_per_s": round(result.tokens_per_s, 1),
+                    "ms_per_iter": round(result.ms_per_iter, 2),
+                    "interrupted": result.interrupted,
+                }
+            )
+        )
     return 130 if result.interrupted else 0
 
 

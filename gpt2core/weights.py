@@ -69,8 +69,11 @@ def _hf_name_from_tf(name: str) -> str:
     """'.../transformer/h_._0/attn/c_attn/weight:0' -> 'h.0.attn.c_attn.weight'."""
     name = name.rsplit("transformer/", 1)[-1].removesuffix(":0")
     name = name.replace("h_._", "h.").replace("/", ".")
-    name = re.sub(r"\.(gamma|beta|embeddings)$", lambda m: {
-        "gamma": ".weight", "beta": ".bias", "embeddings": ".weight"}[m.group(1)], name)
+    name = re.sub(
+        r"\.(gamma|beta|embeddings)$",
+        lambda m: {"gamma": ".weight", "beta": ".bias", "embeddings": ".weight"}[m.group(1)],
+        name,
+    )
     return name
 
 
@@ -90,6 +93,7 @@ def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
     tensors: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as f:
+
             def visit(name, obj):
                 if isinstance(obj, h5py.Dataset):
                     tensors[_hf_name_from_tf(name)] = np.asarray(obj)
@@ -132,8 +136,16 @@ def assign_tensors(model, tensors: Mapping[str, np.ndarray], source: str | os.Pa
 
 # -- hub ids and directories -----------------------------------------------------------
 
-_HUB_PATTERNS = [CONFIG_NAME, SAFETENSORS_NAME, "tokenizer.json", "tokenizer_config.json",
-                 "vocab.json", "merges.txt", "special_tokens_map.json", "generation_config.json"]
+_HUB_PATTERNS = [
+    CONFIG_NAME,
+    SAFETENSORS_NAME,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "generation_config.json",
+]
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?")

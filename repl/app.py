@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from textual import on, work
-
-from gpt2core.generate import TokenEvent
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -26,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from gpt2core.generate import TokenEvent
 from repl.commands import COMMANDS
 from repl.messages import (
     CompareFinished,
@@ -40,15 +39,23 @@ from repl.session import (
     Clear,
     Compare,
     Generate,
-    LoadModel,
     Loader,
+    LoadModel,
     Quit,
     Reply,
     Session,
     stats_line,
     user_errors,
 )
-from repl.widgets import ChatLog, ChatTurn, CompareView, NoticeLine, PromptInput, SidePanel, StatusBar
+from repl.widgets import (
+    ChatLog,
+    ChatTurn,
+    CompareView,
+    NoticeLine,
+    PromptInput,
+    SidePanel,
+    StatusBar,
+)
 
 
 class GPT2App(App):
@@ -61,8 +68,13 @@ class GPT2App(App):
         Binding("ctrl+l", "clear", "Clear", id="clear"),
     ]
 
-    def __init__(self, model: str = "pretrained", loader: Loader | None = None,
-                 history_path=True, cursor_blink: bool = True):
+    def __init__(
+        self,
+        model: str = "pretrained",
+        loader: Loader | None = None,
+        history_path=True,
+        cursor_blink: bool = True,
+    ):
         super().__init__()
         self.session = Session(model=model, loader=loader, history_path=history_path)
         self.queue: deque = deque()  # actions waiting for a model or a running generation
@@ -80,8 +92,11 @@ class GPT2App(App):
         with Horizontal(id="main"):
             yield ChatLog(id="chat")
             yield SidePanel(id="panel")
-        yield PromptInput(self.session.history.items, id="prompt",
-                          placeholder="Type a prompt, or :help", )
+        yield PromptInput(
+            self.session.history.items,
+            id="prompt",
+            placeholder="Type a prompt, or :help",
+        )
         yield StatusBar(id="status")
         yield Footer()
 
@@ -89,8 +104,12 @@ class GPT2App(App):
         prompt = self.query_one(PromptInput)
         prompt.cursor_blink = self._cursor_blink
         prompt.focus()
-        self.chat.add(NoticeLine(f"gpt2: loading {self.session.requested}... (type away: "
-                                 "prompts run when it is ready; :help lists commands)"))
+        self.chat.add(
+            NoticeLine(
+                f"gpt2: loading {self.session.requested}... (type away: "
+                "prompts run when it is ready; :help lists commands)"
+            )
+        )
         self.refresh_status()
         self.load_startup()
 
@@ -104,11 +123,20 @@ class GPT2App(App):
 
     def refresh_status(self) -> None:
         lm = self.session.current
-        state = ("generating" if self.generating else
-                 f"loading {self.loading}" if self.loading else "ready")
-        self.query_one(StatusBar).show(model=lm.name if lm else "(no model)", state=state,
-                                       settings=self.session.settings, context=self._ctx_used,
-                                       rate=self._last_rate)
+        state = (
+            "generating"
+            if self.generating
+            else f"loading {self.loading}"
+            if self.loading
+            else "ready"
+        )
+        self.query_one(StatusBar).show(
+            model=lm.name if lm else "(no model)",
+            state=state,
+            settings=self.session.settings,
+            context=self._ctx_used,
+            rate=self._last_rate,
+        )
 
     # -- input ---------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -144,8 +172,11 @@ class GPT2App(App):
         self.generating = True
         self.cancel.clear()
         if isinstance(action, Compare):
-            self.chat.add(NoticeLine(f"compare: {self.session.last_scratch} vs "
-                                     f"{self.session.last_pretrained}..."))
+            self.chat.add(
+                NoticeLine(
+                    f"compare: {self.session.last_scratch} vs {self.session.last_pretrained}..."
+                )
+            )
             self.compare(action.prompt)
         else:
             self._turn_counter += 1
@@ -196,8 +227,8 @@ class GPT2App(App):
     def compare(self, prompt: str) -> None:
         try:
             result = self.session.run_compare(
-                prompt, cancel=self.cancel,
-                on_progress=lambda m: self.post_message(Notice(m)))
+                prompt, cancel=self.cancel, on_progress=lambda m: self.post_message(Notice(m))
+            )
         except user_errors() as e:
             self.post_message(GenerationFailed(0, f"compare: {e}"))
             return
@@ -229,6 +260,10 @@ class GPT2App(App):
         if widget is not None:
             widget.append(message.event.text)
         self.panel.token(message.event)
+        lm = self.session.current
+        if lm is not None:
+            self._ctx_used = (min(len(self.panel.output_ids), lm.n_positions), lm.n_positions)
+            self.refresh_status()
         self.chat.scroll_end(animate=False)
 
     @on(GenerationFinished)
@@ -254,8 +289,10 @@ class GPT2App(App):
     @on(CompareFinished)
     def compare_finished(self, message: CompareFinished) -> None:
         r = message.result
-        toks = [getattr(self.session.models.get(spec), "tokenizer", None)
-                for spec in (self.session.last_scratch, self.session.last_pretrained)]
+        toks = [
+            getattr(self.session.models.get(spec), "tokenizer", None)
+            for spec in (self.session.last_scratch, self.session.last_pretrained)
+        ]
         self.chat.add(CompareView(r, toks))
         self._done()
 
@@ -309,8 +346,11 @@ class GPT2App(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for spec in COMMANDS:
-            yield SystemCommand(f":{spec.name}", f"{spec.full_usage}: {spec.help}",
-                                lambda spec=spec: self._palette(spec))
+            yield SystemCommand(
+                f":{spec.name}",
+                f"{spec.full_usage}: {spec.help}",
+                lambda spec=spec: self._palette(spec),
+            )
 
     def _palette(self, spec) -> None:
         if spec.usage and "[" not in spec.usage[:1]:

@@ -28,8 +28,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from gpt2core.tokenizer import TokenizerError
     from gpt2core.weights import CheckpointError
 
-    errors = [UserError, ConfigError, GenerationError, SettingsError, SpecError, TokenizerError,
-              CheckpointError]
+    errors = [
+        UserError,
+        ConfigError,
+        GenerationError,
+        SettingsError,
+        SpecError,
+        TokenizerError,
+        CheckpointError,
+    ]
     try:
         from gpt2core.train import TrainError
 
@@ -50,10 +57,14 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         try:
             ids = [int(x) for x in args.decode.replace(" ", "").split(",") if x]
         except ValueError:
-            raise UserError(f"--decode takes comma-separated token ids, got {args.decode!r}") from None
+            raise UserError(
+                f"--decode takes comma-separated token ids, got {args.decode!r}"
+            ) from None
         bad = [i for i in ids if not 0 <= i < tok.vocab_size]
         if bad:
-            raise UserError(f"token id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})")
+            raise UserError(
+                f"token id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})"
+            )
         sys.stdout.write(tok.decode(ids) + "\n")
         return 0
     if args.text is None:
@@ -79,9 +90,14 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 def _settings_from(args: argparse.Namespace):
     from gpt2core.sampling import Settings
 
-    values = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-              "top_k": args.top_k, "top_p": args.top_p,
-              "repetition_penalty": args.repetition_penalty, "seed": args.seed}
+    values = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty,
+        "seed": args.seed,
+    }
     changes = {k: v for k, v in values.items() if v is not None}
     if args.greedy:
         changes["greedy"] = True
@@ -112,22 +128,34 @@ def cmd_generate(args: argparse.Namespace) -> int:
             summary = event
     assert summary is not None
     if args.json:
-        print(json.dumps({
-            "model": summary.model, "input_ids": summary.input_ids,
-            "output_ids": summary.output_ids, "text": summary.text,
-            "stop_reason": summary.stop_reason, "ttft_s": round(summary.ttft_s, 4),
-            "tokens_per_s": round(summary.tokens_per_s, 2),
-            "dropped_tokens": summary.dropped_tokens,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "model": summary.model,
+                    "input_ids": summary.input_ids,
+                    "output_ids": summary.output_ids,
+                    "text": summary.text,
+                    "stop_reason": summary.stop_reason,
+                    "ttft_s": round(summary.ttft_s, 4),
+                    "tokens_per_s": round(summary.tokens_per_s, 2),
+                    "dropped_tokens": summary.dropped_tokens,
+                },
+                ensure_ascii=False,
+            )
+        )
         return 0
     out.write("\n")
     if summary.dropped_tokens:
-        out.write(f"(prompt cut: {summary.dropped_tokens} tokens dropped from the left to fit "
-                  f"the {lm.n_positions}-token context)\n")
+        out.write(
+            f"(prompt cut: {summary.dropped_tokens} tokens dropped from the left to fit "
+            f"the {lm.n_positions}-token context)\n"
+        )
     out.write(f"output_ids: {tensor_text(summary.output_ids)}\n")
     out.write(f"generated_text: {summary.text}\n")
-    out.write(f"stop: {summary.stop_reason} | {summary.new_tokens} new tokens | ttft "
-              f"{summary.ttft_s:.2f}s | {summary.tokens_per_s:.1f} tok/s\n")
+    out.write(
+        f"stop: {summary.stop_reason} | {summary.new_tokens} new tokens | ttft "
+        f"{summary.ttft_s:.2f}s | {summary.tokens_per_s:.1f} tok/s\n"
+    )
     return 0
 
 
@@ -164,14 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpt2",
         description="A terminal REPL for GPT-2: a from-scratch TensorFlow GPT-2 beside "
-                    "transformers' own, streaming tokens and showing the tensors.",
+        "transformers' own, streaming tokens and showing the tensors.",
     )
     parser.add_argument("--version", action="version", version=f"gpt2 {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     chat = sub.add_parser("chat", help="the chat REPL (default)")
-    chat.add_argument("--model", default="pretrained", metavar="SPEC",
-                      help="scratch | scratch:DIR_OR_HUB_ID | pretrained | pretrained:NAME_OR_DIR")
+    chat.add_argument(
+        "--model",
+        default="pretrained",
+        metavar="SPEC",
+        help="scratch | scratch:DIR_OR_HUB_ID | pretrained | pretrained:NAME_OR_DIR",
+    )
     chat.add_argument("--plain", action="store_true", help="line mode (prompt_toolkit), no TUI")
     chat.set_defaults(func=cmd_chat)
 

@@ -18,21 +18,35 @@ class CommandSpec:
         return f":{self.name} {self.usage}".rstrip()
 
 
-SETTING_KEYS = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "seed",
-                "greedy")
+SETTING_KEYS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "max_new_tokens",
+    "seed",
+    "greedy",
+)
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("model", "[scratch|pretrained][:SPEC]",
-                "switch model (loads in the background); alone, show the current one",
-                ("scratch", "pretrained", "scratch:", "pretrained:", "scratch:gpt2")),
-    CommandSpec("set", "key=value ...",
-                "change settings: temperature, top_k, top_p, repetition_penalty, "
-                "max_new_tokens, seed, greedy",
-                tuple(f"{k}=" for k in SETTING_KEYS)),
+    CommandSpec(
+        "model",
+        "[scratch|pretrained][:SPEC]",
+        "switch model (loads in the background); alone, show the current one",
+        ("scratch", "pretrained", "scratch:", "pretrained:", "scratch:gpt2"),
+    ),
+    CommandSpec(
+        "set",
+        "key=value ...",
+        "change settings: temperature, top_k, top_p, repetition_penalty, "
+        "max_new_tokens, seed, greedy",
+        tuple(f"{k}=" for k in SETTING_KEYS),
+    ),
     CommandSpec("settings", "", "show the current settings"),
     CommandSpec("tokens", "TEXT", "show how TEXT becomes token ids (id and piece per token)"),
-    CommandSpec("compare", "PROMPT",
-                "the same prompt to the scratch and the pretrained model, side by side"),
+    CommandSpec(
+        "compare", "PROMPT", "the same prompt to the scratch and the pretrained model, side by side"
+    ),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
     CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
     CommandSpec("help", "", "list the commands"),

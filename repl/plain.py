@@ -34,8 +34,9 @@ from repl.session import (
 
 
 class PlainREPL:
-    def __init__(self, session: Session, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
-        self.session, self.out, self.err = session, out, err
+    def __init__(self, session: Session, out: TextIO | None = None, err: TextIO | None = None):
+        self.session = session
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.cancel = threading.Event()
 
     def say(self, text: str, error: bool = False) -> None:
@@ -98,9 +99,11 @@ class PlainREPL:
     def _generate(self, prompt: str) -> None:
         s = self.session
         try:
-            events = s.run_turn(prompt, cancel=self.cancel)
-            self.out.write(f"[{s.current.name}] ")
-            for event in events:
+            label = f"[{s.current.name}] "
+            for event in s.run_turn(prompt, cancel=self.cancel):
+                if label:  # after encoding succeeded: an error line stays one line
+                    self.out.write(label)
+                    label = ""
                 if isinstance(event, TokenEvent):
                     self.out.write(printable(event.text))
                     self.out.flush()
@@ -121,8 +124,9 @@ class PlainREPL:
     def compare(self, prompt: str) -> None:
         try:
             with self._ctrl_c_cancels():
-                r = self.session.run_compare(prompt, cancel=self.cancel,
-                                             on_progress=lambda m: self.say(m))
+                r = self.session.run_compare(
+                    prompt, cancel=self.cancel, on_progress=lambda m: self.say(m)
+                )
         except user_errors() as e:
             self.say(str(e), error=True)
             return
@@ -160,8 +164,9 @@ def _completer():
             if " " not in text:
                 for c in COMMANDS:
                     if f":{c.name}".startswith(text):
-                        yield Completion(f":{c.name}", start_position=-len(text),
-                                         display_meta=c.help)
+                        yield Completion(
+                            f":{c.name}", start_position=-len(text), display_meta=c.help
+                        )
                 return
             name = text[1:].split(" ", 1)[0]
             word = document.get_word_before_cursor(WORD=True)
@@ -174,8 +179,9 @@ def _completer():
     return CommandCompleter()
 
 
-def run_plain(model: str = "pretrained", session: Session | None = None,
-              stdin: TextIO | None = None) -> int:
+def run_plain(
+    model: str = "pretrained", session: Session | None = None, stdin: TextIO | None = None
+) -> int:
     session = session or Session(model=model)
     repl = PlainREPL(session)
     stdin = stdin or sys.stdin
@@ -196,8 +202,9 @@ def run_plain(model: str = "pretrained", session: Session | None = None,
     def _(event):  # Esc, Enter: a new line inside the prompt
         event.current_buffer.insert_text("\n")
 
-    prompt = PromptSession(history=FileHistory(str(path)), completer=_completer(),
-                           key_bindings=bindings)
+    prompt = PromptSession(
+        history=FileHistory(str(path)), completer=_completer(), key_bindings=bindings
+    )
     while True:
         try:
             with patch_stdout():

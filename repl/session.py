@@ -66,8 +66,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from gpt2core.tokenizer import TokenizerError
     from gpt2core.weights import CheckpointError
 
-    return (SpecError, CheckpointError, TokenizerError, ConfigError, GenerationError,
-            SettingsError, OSError)
+    return (
+        SpecError,
+        CheckpointError,
+        TokenizerError,
+        ConfigError,
+        GenerationError,
+        SettingsError,
+        OSError,
+    )
 
 
 # -- actions: what the front end should do with a line ------------------------------------
@@ -157,8 +164,12 @@ class History:
 
 
 class Session:
-    def __init__(self, model: str = "pretrained", loader: Loader | None = None,
-                 history_path: Path | None | bool = True):
+    def __init__(
+        self,
+        model: str = "pretrained",
+        loader: Loader | None = None,
+        history_path: Path | None | bool = True,
+    ):
         self.loader = loader or default_loader
         self.requested = model
         self.settings = Settings()
@@ -225,8 +236,10 @@ class Session:
             self.settings = self.settings.parsed(assignments)
         except SettingsError as e:
             return Reply(str(e), "error")
-        return Reply("set " + ", ".join(f"{k}={getattr(self.settings, k.replace('-', '_'))}"
-                                        for k in assignments))
+        return Reply(
+            "set "
+            + ", ".join(f"{k}={getattr(self.settings, k.replace('-', '_'))}" for k in assignments)
+        )
 
     def settings_text(self) -> str:
         s = self.settings
@@ -282,41 +295,65 @@ class Session:
             s = s.updated(seed=secrets.randbelow(2**31))
         return s
 
-    def run_turn(self, prompt: str, cancel: threading.Event | None = None,
-                 lm: LanguageModel | None = None) -> Iterator[TokenEvent | GenerationSummary]:
+    def run_turn(
+        self, prompt: str, cancel: threading.Event | None = None, lm: LanguageModel | None = None
+    ) -> Iterator[TokenEvent | GenerationSummary]:
         lm = lm or self.current
         if lm is None:
             raise RuntimeError("no model loaded")
         settings = self._turn_settings()
         for event in lm.stream(prompt, settings, cancel=cancel):
             if isinstance(event, GenerationSummary):
-                self.turns.append(Turn(
-                    model=lm.name, prompt=prompt, settings=settings.as_dict(),
-                    seed=settings.seed, input_ids=event.input_ids, output_ids=event.output_ids,
-                    text=event.text, stats=stats_of(event)))
+                self.turns.append(
+                    Turn(
+                        model=lm.name,
+                        prompt=prompt,
+                        settings=settings.as_dict(),
+                        seed=settings.seed,
+                        input_ids=event.input_ids,
+                        output_ids=event.output_ids,
+                        text=event.text,
+                        stats=stats_of(event),
+                    )
+                )
             yield event
 
-    def run_compare(self, prompt: str, cancel: threading.Event | None = None,
-                    on_progress: Callable[[str], None] | None = None) -> CompareResult:
+    def run_compare(
+        self,
+        prompt: str,
+        cancel: threading.Event | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> CompareResult:
         from gpt2core.specs import parse_spec
 
         settings = self._turn_settings()
         summaries = []
         for spec in (str(parse_spec(self.last_scratch)), str(parse_spec(self.last_pretrained))):
             if on_progress:
-                on_progress(f"compare: loading {spec}..." if spec not in self.models else
-                            f"compare: running {spec}...")
+                on_progress(
+                    f"compare: loading {spec}..."
+                    if spec not in self.models
+                    else f"compare: running {spec}..."
+                )
             lm = self.models.get(spec) or self.loader(spec)
             self.models[spec] = lm
             summary = lm.generate(prompt, settings, cancel=cancel)
             summaries.append(summary)
-            self.turns.append(Turn(model=lm.name, prompt=prompt, settings=settings.as_dict(),
-                                   seed=settings.seed, input_ids=summary.input_ids,
-                                   output_ids=summary.output_ids, text=summary.text,
-                                   stats=stats_of(summary)))
+            self.turns.append(
+                Turn(
+                    model=lm.name,
+                    prompt=prompt,
+                    settings=settings.as_dict(),
+                    seed=settings.seed,
+                    input_ids=summary.input_ids,
+                    output_ids=summary.output_ids,
+                    text=summary.text,
+                    stats=stats_of(summary),
+                )
+            )
         left, right = summaries
-        a = left.output_ids[len(left.input_ids):]
-        b = right.output_ids[len(right.input_ids):]
+        a = left.output_ids[len(left.input_ids) :]
+        b = right.output_ids[len(right.input_ids) :]
         diff = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
         if diff is None and len(a) != len(b):
             diff = min(len(a), len(b))
@@ -329,8 +366,9 @@ class Session:
             if path.suffix.lower() == ".md":
                 text = self.markdown()
             else:
-                text = json.dumps({"turns": [asdict(t) for t in self.turns]}, indent=2,
-                                  ensure_ascii=False)
+                text = json.dumps(
+                    {"turns": [asdict(t) for t in self.turns]}, indent=2, ensure_ascii=False
+                )
             if path.is_dir():
                 return Reply(f"{filename}: is a directory; give a file name", "error")
             from gpt2core.fsutil import atomic_write_text
@@ -343,26 +381,41 @@ class Session:
     def markdown(self) -> str:
         out = ["# gpt2 session", ""]
         for n, t in enumerate(self.turns, 1):
-            out += [f"## Turn {n}: {t.model}", "", f"**Prompt:** {t.prompt}", "",
-                    f"**Completion:** {t.text}", "",
-                    f"- settings: `{json.dumps(t.settings)}`",
-                    f"- input_ids: `{tensor_text(t.input_ids)}`",
-                    f"- output_ids: `{tensor_text(t.output_ids)}`",
-                    f"- stats: `{json.dumps(t.stats)}`", ""]
+            out += [
+                f"## Turn {n}: {t.model}",
+                "",
+                f"**Prompt:** {t.prompt}",
+                "",
+                f"**Completion:** {t.text}",
+                "",
+                f"- settings: `{json.dumps(t.settings)}`",
+                f"- input_ids: `{tensor_text(t.input_ids)}`",
+                f"- output_ids: `{tensor_text(t.output_ids)}`",
+                f"- stats: `{json.dumps(t.stats)}`",
+                "",
+            ]
         return "\n".join(out)
 
 
 def stats_of(s: GenerationSummary) -> dict:
-    return {"prompt_tokens": s.prompt_tokens, "new_tokens": s.new_tokens,
-            "ttft_s": round(s.ttft_s, 4), "tokens_per_s": round(s.tokens_per_s, 2),
-            "stop_reason": s.stop_reason, "dropped_tokens": s.dropped_tokens,
-            "wall_s": round(s.wall_s, 3)}
+    return {
+        "prompt_tokens": s.prompt_tokens,
+        "new_tokens": s.new_tokens,
+        "ttft_s": round(s.ttft_s, 4),
+        "tokens_per_s": round(s.tokens_per_s, 2),
+        "stop_reason": s.stop_reason,
+        "dropped_tokens": s.dropped_tokens,
+        "wall_s": round(s.wall_s, 3),
+    }
 
 
 def stats_line(s: GenerationSummary) -> str:
-    parts = [f"{s.prompt_tokens} prompt + {s.new_tokens} new tokens",
-             f"ttft {s.ttft_s:.2f}s", f"{s.tokens_per_s:.1f} tok/s", f"stop: {s.stop_reason}"]
+    parts = [
+        f"{s.prompt_tokens} prompt + {s.new_tokens} new tokens",
+        f"ttft {s.ttft_s:.2f}s",
+        f"{s.tokens_per_s:.1f} tok/s",
+        f"stop: {s.stop_reason}",
+    ]
     if s.dropped_tokens:
         parts.append(f"{s.dropped_tokens} prompt tokens dropped to fit the context")
     return " | ".join(parts)
-

@@ -37,8 +37,16 @@ def make_hf_model(n_layer=2, n_head=2, n_embd=32, n_positions=128, seed=0, **kw)
 
     tf.keras.utils.set_random_seed(seed) if hasattr(tf.keras.utils, "set_random_seed") else None
     tf.random.set_seed(seed)
-    cfg = HFConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions,
-                   embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0, **kw)
+    cfg = HFConfig(
+        n_layer=n_layer,
+        n_head=n_head,
+        n_embd=n_embd,
+        n_positions=n_positions,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        **kw,
+    )
     model = TFGPT2LMHeadModel(cfg)
     model(tf.constant([[1, 2, 3]]))
     return model

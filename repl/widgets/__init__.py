@@ -3,5 +3,12 @@ from repl.widgets.panel import SidePanel
 from repl.widgets.prompt import PromptInput
 from repl.widgets.status import StatusBar
 
-__all__ = ["ChatLog", "ChatTurn", "CompareView", "NoticeLine", "PromptInput", "SidePanel",
-           "StatusBar"]
+__all__ = [
+    "ChatLog",
+    "ChatTurn",
+    "CompareView",
+    "NoticeLine",
+    "PromptInput",
+    "SidePanel",
+    "StatusBar",
+]

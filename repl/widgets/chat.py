@@ -65,14 +65,17 @@ class CompareView(Horizontal):
         for summary, tok in ((r.left, self.tokenizers[0]), (r.right, self.tokenizers[1])):
             t = Text()
             t.append(f"{summary.model}\n", style="bold magenta")
-            new = summary.output_ids[len(summary.input_ids):]
+            new = summary.output_ids[len(summary.input_ids) :]
             for i, token in enumerate(new):
                 piece = tok.decode([token]) if tok else str(token)
                 style = "reverse bold red" if i == r.first_difference else ""
                 t.append(printable(piece), style=style)
             yield Static(t, classes="compare-column")
-        note = ("identical token for token" if r.first_difference is None
-                else f"first difference at new token {r.first_difference} (highlighted)")
+        note = (
+            "identical token for token"
+            if r.first_difference is None
+            else f"first difference at new token {r.first_difference} (highlighted)"
+        )
         self.border_title = f":compare {printable(r.prompt)[:40]}: {note}"
 
 

@@ -41,20 +41,25 @@ class SidePanel(Static):
         self.render_panel()
 
     def render_panel(self) -> None:
-        parts = [Text("input_ids", style="bold"),
-                 Text(tensor_text(self.input_ids) if self.input_ids else "(no prompt yet)"),
-                 Text("\noutput", style="bold"),
-                 Text(tensor_text(self.output_ids) if self.output_ids else "")]
+        parts = [
+            Text("input_ids", style="bold"),
+            Text(tensor_text(self.input_ids) if self.input_ids else "(no prompt yet)"),
+            Text("\noutput", style="bold"),
+            Text(tensor_text(self.output_ids) if self.output_ids else ""),
+        ]
         if self.event is not None and self.tokenizer is not None:
             parts.append(Text(f"\nnext-token candidates, step {self.event.step}", style="bold"))
             table = Table.grid(padding=(0, 1))
             for c in self.event.candidates:
                 bar = "█" * max(1, round(c.prob * self.BAR)) if c.prob > 0.005 else "·"
                 mark = "◀" if c.chosen else ""
-                table.add_row(Text(f"{c.token_id:>6}", style="cyan"),
-                              Text(repr(printable(piece(self.tokenizer, c.token_id)))[:18]),
-                              Text(f"{c.prob:6.1%}"), Text(bar, style="green"),
-                              Text(mark, style="bold yellow"))
+                table.add_row(
+                    Text(f"{c.token_id:>6}", style="cyan"),
+                    Text(repr(printable(piece(self.tokenizer, c.token_id)))[:18]),
+                    Text(f"{c.prob:6.1%}"),
+                    Text(bar, style="green"),
+                    Text(mark, style="bold yellow"),
+                )
             parts.append(table)
         if self.summary is not None:
             parts.append(Text("\nlast turn", style="bold"))

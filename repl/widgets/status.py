@@ -7,8 +7,15 @@ from textual.widgets import Static
 
 
 class StatusBar(Static):
-    def show(self, *, model: str, state: str, settings, context: tuple[int, int] | None,
-             rate: float | None) -> None:
+    def show(
+        self,
+        *,
+        model: str,
+        state: str,
+        settings,
+        context: tuple[int, int] | None,
+        rate: float | None,
+    ) -> None:
         t = Text()
         t.append(f" {state} ", style="reverse bold" if state != "ready" else "reverse")
         t.append(f"  {model}", style="bold")

@@ -37,8 +37,17 @@ def test_both_backends_match_transformers_generate(scratch_lm, pretrained_lm):
 
     prompt = "The meaning of life is"
     ids = scratch_lm.encode(prompt)
-    ref = pretrained_lm.model.generate(tf.constant([ids]), max_new_tokens=24, do_sample=False,
-                                       pad_token_id=50256, eos_token_id=None).numpy()[0].tolist()
+    ref = (
+        pretrained_lm.model.generate(
+            tf.constant([ids]),
+            max_new_tokens=24,
+            do_sample=False,
+            pad_token_id=50256,
+            eos_token_id=None,
+        )
+        .numpy()[0]
+        .tolist()
+    )
     assert scratch_lm.generate(prompt, GREEDY).output_ids == ref
     assert pretrained_lm.generate(prompt, GREEDY).output_ids == ref
 
@@ -58,8 +67,9 @@ def test_events_and_summary(scratch_lm):
 
 
 def test_seeded_sampling_reproduces(scratch_lm, pretrained_lm):
-    s = Settings(max_new_tokens=20, temperature=1.3, top_k=0, top_p=0.95, seed=7,
-                 repetition_penalty=1.2)
+    s = Settings(
+        max_new_tokens=20, temperature=1.3, top_k=0, top_p=0.95, seed=7, repetition_penalty=1.2
+    )
     for lm in (scratch_lm, pretrained_lm):
         a = lm.generate("Hello", s).output_ids
         assert lm.generate("Hello", s).output_ids == a
@@ -68,8 +78,10 @@ def test_seeded_sampling_reproduces(scratch_lm, pretrained_lm):
 
 def test_top_k_one_is_greedy(scratch_lm):
     s = Settings(max_new_tokens=12, top_k=1, seed=1, stop_at_eos=False)
-    assert scratch_lm.generate("abc", s).output_ids == scratch_lm.generate("abc", GREEDY.updated(
-        max_new_tokens=12)).output_ids
+    assert (
+        scratch_lm.generate("abc", s).output_ids
+        == scratch_lm.generate("abc", GREEDY.updated(max_new_tokens=12)).output_ids
+    )
 
 
 def test_cancel_from_another_thread_stops_within_one_token(scratch_lm):
@@ -132,18 +144,21 @@ def test_streamed_text_is_utf8_safe(gpt2_tokenizer):
     assert any(t.text == "" for t in tokens[:-1])  # a character was held back
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("temperature", "-1", "temperature must be a number >= 0"),
-    ("top_p", "0", "top_p must be a number in (0, 1]"),
-    ("top_p", "1.5", "top_p must be a number in (0, 1]"),
-    ("top_k", "-3", "top_k must be an integer >= 0"),
-    ("max_new_tokens", "0", "max_new_tokens must be an integer >= 1"),
-    ("temperature", "hot", "temperature must be"),
-    ("top_k", "2.5", "top_k must be an integer"),
-    ("repetition_penalty", "nan", "repetition_penalty must be"),
-    ("greedy", "maybe", "greedy must be true or false"),
-    ("colour", "red", "unknown setting 'colour'"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("temperature", "-1", "temperature must be a number >= 0"),
+        ("top_p", "0", "top_p must be a number in (0, 1]"),
+        ("top_p", "1.5", "top_p must be a number in (0, 1]"),
+        ("top_k", "-3", "top_k must be an integer >= 0"),
+        ("max_new_tokens", "0", "max_new_tokens must be an integer >= 1"),
+        ("temperature", "hot", "temperature must be"),
+        ("top_k", "2.5", "top_k must be an integer"),
+        ("repetition_penalty", "nan", "repetition_penalty must be"),
+        ("greedy", "maybe", "greedy must be true or false"),
+        ("colour", "red", "unknown setting 'colour'"),
+    ],
+)
 def test_invalid_settings_are_named(key, value, needle):
     with pytest.raises(SettingsError) as e:
         Settings().parsed({key: value})
@@ -167,34 +182,67 @@ def test_generate_json_cli(scratch_tiny_dir, capsys):
 
     from repl.cli import main
 
-    rc = main(["generate", "--model", f"scratch:{scratch_tiny_dir}", "--max-new-tokens", "5",
-               "--greedy", "--json", "Once upon a time"])
+    rc = main(
+        [
+            "generate",
+            "--model",
+            f"scratch:{scratch_tiny_dir}",
+            "--max-new-tokens",
+            "5",
+            "--greedy",
+            "--json",
+            "Once upon a time",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["input_ids"] == [7454, 2402, 257, 640]
     assert len(out["output_ids"]) == 9 and out["output_ids"][:4] == out["input_ids"]
     assert out["stop_reason"] == "max_new_tokens" and out["model"].startswith("scratch:")
-    assert set(out) >= {"model", "input_ids", "output_ids", "text", "stop_reason", "ttft_s",
-                        "tokens_per_s"}
+    assert set(out) >= {
+        "model",
+        "input_ids",
+        "output_ids",
+        "text",
+        "stop_reason",
+        "ttft_s",
+        "tokens_per_s",
+    }
 
 
 def test_generate_cli_teaching_view(scratch_tiny_dir, capsys):
     from repl.cli import main
 
-    assert main(["generate", "--model", f"scratch:{scratch_tiny_dir}", "--max-new-tokens", "3",
-                 "--seed", "1", "Once upon a time"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                f"scratch:{scratch_tiny_dir}",
+                "--max-new-tokens",
+                "3",
+                "--seed",
+                "1",
+                "Once upon a time",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "input_ids: tf.Tensor([[7454 2402  257  640]], shape=(1, 4), dtype=int32)" in out
     assert "shape=(1, 7), dtype=int32)" in out and "generated_text:" in out
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["generate", "--model", "nope", "x"], "unknown model 'nope'"),
-    (["generate", "--model", "scratch:/no/such/dir", "x"], "no such checkpoint directory"),
-    (["generate", "--top-p", "2", "x"], "top_p"),
-    (["tokenize", "--tokenizer", "/no/such", "x"], "no such checkpoint directory"),
-    (["tokenize", "--decode", "1,x"], "--decode takes"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["generate", "--model", "nope", "x"], "unknown model 'nope'"),
+        (["generate", "--model", "scratch:/no/such/dir", "x"], "no such checkpoint directory"),
+        (["generate", "--top-p", "2", "x"], "top_p"),
+        (["tokenize", "--tokenizer", "/no/such", "x"], "no such checkpoint directory"),
+        (["tokenize", "--decode", "1,x"], "--decode takes"),
+    ],
+)
 def test_cli_user_errors_are_one_line(argv, needle, capsys):
     from repl.cli import main
 

@@ -29,9 +29,16 @@ def test_structure_matches_gpt2(tiny):
 
     names = set(hf_variables(tiny))
     assert "lm_head.weight" not in names  # tied to wte
-    assert {"wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_proj.bias",
-            "ln_f.weight"} <= names
-    assert sum(int(np.prod(v.shape)) for v in hf_variables(tiny).values()) == tiny.config.num_params()
+    assert {
+        "wte.weight",
+        "wpe.weight",
+        "h.0.attn.c_attn.weight",
+        "h.1.mlp.c_proj.bias",
+        "ln_f.weight",
+    } <= names
+    assert (
+        sum(int(np.prod(v.shape)) for v in hf_variables(tiny).values()) == tiny.config.num_params()
+    )
     for ln in (tiny.h[0].ln_1, tiny.h[0].ln_2, tiny.ln_f):
         assert ln.epsilon == 1e-5
     assert tuple(tiny.h[0].attn.c_attn.kernel.shape) == (32, 96)  # fused qkv, [in, out]

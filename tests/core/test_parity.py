@@ -15,8 +15,13 @@ def _logits_diff(hf, ours, ids):
 def _hf_greedy(hf, prompt, n):
     import tensorflow as tf
 
-    out = hf.generate(tf.constant([prompt]), max_new_tokens=n, do_sample=False,
-                      pad_token_id=50256, eos_token_id=None)
+    out = hf.generate(
+        tf.constant([prompt]),
+        max_new_tokens=n,
+        do_sample=False,
+        pad_token_id=50256,
+        eos_token_id=None,
+    )
     return out.numpy()[0].tolist()
 
 
@@ -91,9 +96,7 @@ def test_full_124m_shape_parity(gpt2_tokenizer):
     from gpt2core.weights import assign_tensors
 
     hf = make_hf_model(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=3)
-    tensors = {
-        w.name.split("transformer/", 1)[-1]: w.numpy() for w in hf.weights
-    }
+    tensors = {w.name.split("transformer/", 1)[-1]: w.numpy() for w in hf.weights}
     from gpt2core.weights import _hf_name_from_tf
 
     ours = GPT2(__import__("gpt2core.config").config.PRESETS["gpt2"])

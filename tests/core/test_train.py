@@ -24,9 +24,23 @@ def corpus(tmp_path_factory):
 
 
 def tiny_cfg(corpus, out, **kw):
-    base = dict(corpus=(str(corpus),), out=str(out), preset="shakespeare-cpu", n_layer=2,
-                n_embd=32, n_head=2, block_size=32, batch_size=8, max_iters=40, lr=3e-3,
-                min_lr=3e-4, warmup_iters=5, eval_interval=20, eval_iters=2, log_interval=1)
+    base = dict(
+        corpus=(str(corpus),),
+        out=str(out),
+        preset="shakespeare-cpu",
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        block_size=32,
+        batch_size=8,
+        max_iters=40,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_iters=5,
+        eval_interval=20,
+        eval_iters=2,
+        log_interval=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -68,8 +82,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(corpus, tmp_path
         if info.get("iter") == 11 and "loss" in info:
             raise KeyboardInterrupt  # what Ctrl-C does mid-run
 
-    stopped = train(tiny_cfg(corpus, part, max_iters=24, dropout=0.1, eval_interval=10),
-                    on_step=interrupt)
+    stopped = train(
+        tiny_cfg(corpus, part, max_iters=24, dropout=0.1, eval_interval=10), on_step=interrupt
+    )
     assert stopped.interrupted and stopped.iters == 11
     resumed = train(tiny_cfg(corpus, part, max_iters=24), resume=True)
     assert resumed.iters == 24
@@ -88,13 +103,16 @@ def _cli(argv, capsys):
     return rc, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "no such file"),
-    (b"", "empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10, "binary"),
-    ("caf\xe9 latin-1 text ".encode("latin-1") * 10, "not UTF-8"),
-    (b"too short", "too short"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "no such file"),
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10, "binary"),
+        ("caf\xe9 latin-1 text ".encode("latin-1") * 10, "not UTF-8"),
+        (b"too short", "too short"),
+    ],
+)
 def test_bad_corpus_is_one_line_and_writes_nothing(tmp_path, capsys, content, needle):
     src = tmp_path / "corpus.txt"
     if content is not None:
@@ -120,9 +138,32 @@ def test_out_dir_with_another_model_and_resume_with_nothing(corpus, tmp_path, ca
 
 def test_train_cli_json_and_bpe_tokenizer(corpus, tmp_path, capsys):
     out = tmp_path / "bpe"
-    rc = main(["train", str(corpus), "--out", str(out), "--tokenizer", "bpe:400", "--n-layer",
-               "1", "--n-embd", "32", "--n-head", "2", "--block-size", "32", "--max-iters", "5",
-               "--eval-interval", "5", "--eval-iters", "1", "--json", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            str(corpus),
+            "--out",
+            str(out),
+            "--tokenizer",
+            "bpe:400",
+            "--n-layer",
+            "1",
+            "--n-embd",
+            "32",
+            "--n-head",
+            "2",
+            "--block-size",
+            "32",
+            "--max-iters",
+            "5",
+            "--eval-interval",
+            "5",
+            "--eval-iters",
+            "1",
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["iters"] == 5 and summary["out"] == str(out)
@@ -138,8 +179,9 @@ def _run_in_subprocess(corpus, out, env_extra, strategy):
         "eval_interval=100, eval_iters=1))"
     )
     env = {**os.environ, **env_extra}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return _losses(out)
 

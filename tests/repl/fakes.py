@@ -12,7 +12,7 @@ from gpt2core.specs import SpecError, parse_spec
 from gpt2core.tokenizer import CharTokenizer
 from gpt2core.weights import CheckpointError
 
-ALPHABET = list(" abcdefghijklmnopqrstuvwxyz.,!?:=_-'/\n0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+ALPHABET = list(" abcdefghijklmnopqrstuvwxyz.,!?:=_-'/\n0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ[]")
 
 
 class FakeLM(LanguageModel):
@@ -21,9 +21,15 @@ class FakeLM(LanguageModel):
     `delay` slows each step; `gate`, when given, must be set for steps past `gate_after`
     (lets a test hold a generation mid-way)."""
 
-    def __init__(self, name="fake", script="the quick brown fox jumps over the lazy dog. ",
-                 delay=0.0, n_positions=256, gate: threading.Event | None = None,
-                 gate_after=0):
+    def __init__(
+        self,
+        name="fake",
+        script="the quick brown fox jumps over the lazy dog. ",
+        delay=0.0,
+        n_positions=256,
+        gate: threading.Event | None = None,
+        gate_after=0,
+    ):
         self.name, self.script, self.delay = name, script, delay
         self.tokenizer = CharTokenizer(ALPHABET)
         self.n_positions = n_positions

@@ -59,7 +59,11 @@ async def test_typing_streams_a_completion_and_fills_the_panel(tmp_path):
 async def test_esc_stops_and_keeps_the_partial_text(tmp_path):
     gate = threading.Event()
     lm = FakeLM("pretrained:slow", gate=gate, gate_after=3)
-    app = make_app(model="pretrained:slow", loader=FakeLoader(models={"pretrained:slow": lm}), history_path=False)
+    app = make_app(
+        model="pretrained:slow",
+        loader=FakeLoader(models={"pretrained:slow": lm}),
+        history_path=False,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.session.settings = app.session.settings.updated(max_new_tokens=200, greedy=True)
@@ -80,8 +84,13 @@ async def test_esc_stops_and_keeps_the_partial_text(tmp_path):
 
 async def test_ctrl_c_during_generation_stops_it_without_quitting(tmp_path):
     gate = threading.Event()
-    app = make_app(model="pretrained:slow", loader=FakeLoader(models={"pretrained:slow": FakeLM(
-        "pretrained:slow", gate=gate, gate_after=2)}), history_path=False)
+    app = make_app(
+        model="pretrained:slow",
+        loader=FakeLoader(
+            models={"pretrained:slow": FakeLM("pretrained:slow", gate=gate, gate_after=2)}
+        ),
+        history_path=False,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         await submit(pilot, "go")
@@ -95,8 +104,9 @@ async def test_ctrl_c_during_generation_stops_it_without_quitting(tmp_path):
 async def test_model_switch_during_generation(tmp_path):
     gate = threading.Event()
     first = FakeLM("pretrained:first", gate=gate, gate_after=2)
-    loader = FakeLoader(models={"pretrained:first": first, "scratch:other": FakeLM("scratch:other",
-                                                                        script="zz")})
+    loader = FakeLoader(
+        models={"pretrained:first": first, "scratch:other": FakeLM("scratch:other", script="zz")}
+    )
     app = make_app(model="pretrained:first", loader=loader, history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
@@ -130,7 +140,9 @@ async def test_set_errors_and_unknown_commands_are_one_line(tmp_path):
         assert any("top_p must be a number in (0, 1]" in e for e in errors)
         assert any("temperature must be a number >= 0" in e for e in errors)
         assert any("unknown command :frobnicate" in e for e in errors)
-        assert any("no such checkpoint directory" in e and "still using scratch" in e for e in errors)
+        assert any(
+            "no such checkpoint directory" in e and "still using scratch" in e for e in errors
+        )
         assert app.session.settings.top_p == 1.0 and app.session.current.name == "scratch"
 
 
@@ -166,9 +178,12 @@ async def test_falls_back_to_scratch_when_pretrained_cannot_load(tmp_path):
 
 
 async def test_compare_side_by_side(tmp_path):
-    loader = FakeLoader(models={"scratch": FakeLM("scratch", script="hello world"),
-                                "pretrained:gpt2": FakeLM("pretrained:gpt2",
-                                                          script="hello there")})
+    loader = FakeLoader(
+        models={
+            "scratch": FakeLM("scratch", script="hello world"),
+            "pretrained:gpt2": FakeLM("pretrained:gpt2", script="hello there"),
+        }
+    )
     app = make_app(model="scratch", loader=loader, history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)

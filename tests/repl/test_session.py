@@ -8,7 +8,15 @@ import pytest
 
 from gpt2core.generate import GenerationSummary
 from repl.session import (
-    Clear, Compare, Generate, LoadModel, Quit, Reply, Session, clean_input, printable,
+    Clear,
+    Compare,
+    Generate,
+    LoadModel,
+    Quit,
+    Reply,
+    Session,
+    clean_input,
+    printable,
 )
 from tests.repl.fakes import FakeLM, FakeLoader
 
@@ -37,11 +45,13 @@ def test_lines_become_actions(session):
 def test_set_and_errors(session):
     r = session.handle(":set temperature=0.7 top_k=5 seed=3")
     assert r.level == "info" and session.settings.top_k == 5 and session.settings.seed == 3
-    for line, needle in [(":set top_p=9", "top_p must be a number in (0, 1]"),
-                         (":set max_new_tokens=-1", "max_new_tokens must be"),
-                         (":set temperature", "is not key=value"),
-                         (":set", "usage: :set key=value"),
-                         (":set colour=red", "unknown setting 'colour'")]:
+    for line, needle in [
+        (":set top_p=9", "top_p must be a number in (0, 1]"),
+        (":set max_new_tokens=-1", "max_new_tokens must be"),
+        (":set temperature", "is not key=value"),
+        (":set", "usage: :set key=value"),
+        (":set colour=red", "unknown setting 'colour'"),
+    ]:
         r = session.handle(line)
         assert r.level == "error" and needle in r.text, line
     assert session.settings.top_k == 5  # a bad :set changes nothing
@@ -84,15 +94,18 @@ def test_history_persists_across_sessions(tmp_path):
 
 
 def test_startup_falls_back_to_scratch(tmp_path):
-    s = Session(model="pretrained", loader=FakeLoader(fail={"pretrained:gpt2"}),
-                history_path=False)
+    s = Session(model="pretrained", loader=FakeLoader(fail={"pretrained:gpt2"}), history_path=False)
     lm, note = s.load_startup()
     assert lm.name == "scratch" and "could not load pretrained" in note and "using scratch" in note
 
 
 def test_compare_marks_first_difference(tmp_path):
-    loader = FakeLoader(models={"scratch": FakeLM("scratch", script="hello world"),
-                                "pretrained:gpt2": FakeLM("pretrained", script="hello there")})
+    loader = FakeLoader(
+        models={
+            "scratch": FakeLM("scratch", script="hello world"),
+            "pretrained:gpt2": FakeLM("pretrained", script="hello there"),
+        }
+    )
     s = Session(loader=loader, history_path=False)
     s.settings = s.settings.updated(max_new_tokens=8, greedy=True)
     r = s.run_compare("x")
@@ -107,15 +120,19 @@ def test_odd_text_is_made_safe():
 
 
 def test_core_packages_import_no_ui():
-    code = ("import sys, gpt2core, gpt2core.config, gpt2core.model, gpt2core.weights, "
-            "gpt2core.tokenizer, gpt2core.generate, gpt2core.sampling, gpt2core.train, "
-            "gpt2core.specs, repl.session, repl.commands\n"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'prompt_toolkit')]\n"
-            "print('UI-MODULES', bad)")
+    code = (
+        "import sys, gpt2core, gpt2core.config, gpt2core.model, gpt2core.weights, "
+        "gpt2core.tokenizer, gpt2core.generate, gpt2core.sampling, gpt2core.train, "
+        "gpt2core.specs, repl.session, repl.commands\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'prompt_toolkit')]\n"
+        "print('UI-MODULES', bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "UI-MODULES []" in out.stdout, out.stderr[-2000:]
-    code2 = ("import sys, gpt2core.generate, gpt2core.train, gpt2core.specs\n"
-             "print('REPL', [m for m in sys.modules if m.split('.')[0] in "
-             "('repl', 'textual', 'prompt_toolkit')])")
+    code2 = (
+        "import sys, gpt2core.generate, gpt2core.train, gpt2core.specs\n"
+        "print('REPL', [m for m in sys.modules if m.split('.')[0] in "
+        "('repl', 'textual', 'prompt_toolkit')])"
+    )
     out = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, timeout=120)
     assert "REPL []" in out.stdout, out.stderr[-2000:]

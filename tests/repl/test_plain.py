@@ -1,0 +1,126 @@
+"""Line mode over piped stdin: prompts and commands line by line, bad lines reported and
+skipped, exit 0 at the end of input."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from repl.plain import PlainREPL, run_plain
+from repl.session import Session
+from tests.repl.fakes import FakeLoader
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Piped(io.StringIO):
+    def isatty(self):
+        return False
+
+
+def run_script(lines, capsys, loader=None):
+    session = Session(model="scratch", loader=loader or FakeLoader(), history_path=False)
+    rc = run_plain(session=session, stdin=Piped("\n".join(lines) + "\n"))
+    out, err = capsys.readouterr()
+    return rc, out, err, session
+
+
+def test_bad_lines_are_reported_and_skipped(capsys, tmp_path):
+    long_prompt = "word " * 3000  # far longer than the fake's 256-token context
+    rc, out, err, session = run_script(
+        [
+            "",
+            ":nope",
+            ":set top_p=3",
+            ":set max_new_tokens=abc",
+            ":set max_new_tokens=5 greedy=true",
+            ":model scratch:/no/such/checkpoint",
+            "ctrl \x1b[31mchars\x07 \x00here",
+            long_prompt,
+            "multi \\",
+            "line",
+            f":save {tmp_path / 't.json'}",
+        ],
+        capsys,
+    )
+    assert rc == 0
+    assert "error: unknown command :nope" in err
+    assert "error: top_p=3.0 is invalid" in err
+    assert "error: max_new_tokens='abc' is invalid" in err
+    assert "error: /no/such/checkpoint: no such checkpoint directory" in err
+    assert len(err.strip().splitlines()) == 4  # one line per bad line
+    assert "\x1b" not in out and "\x07" not in out and "\x00" not in out
+    prompts = [t.prompt for t in session.turns]
+    assert prompts == ["ctrl [31mchars here", long_prompt.strip(), "multi \nline"]
+    long_turn = session.turns[1]
+    assert long_turn.stats["dropped_tokens"] > 10_000 and long_turn.stats["new_tokens"] == 5
+    assert "prompt tokens dropped to fit the context" in out
+    assert "tf.Tensor([[" in out and "dtype=int32)" in out
+    assert len(json.loads((tmp_path / "t.json").read_text())["turns"]) == 3
+
+
+def test_quit_stops_reading(capsys):
+    rc, out, err, session = run_script([":set max_new_tokens=3", "a", ":quit", "never run"], capsys)
+    assert rc == 0 and [t.prompt for t in session.turns] == ["a"]
+
+
+def test_completion_of_commands_and_arguments():
+    from prompt_toolkit.document import Document
+
+    from repl.plain import _completer
+
+    c = _completer()
+    words = [x.text for x in c.get_completions(Document(":se"), None)]
+    assert words == [":set", ":settings"]
+    args = [x.text for x in c.get_completions(Document(":set top"), None)]
+    assert args == ["top_k=", "top_p="]
+    models = [x.text for x in c.get_completions(Document(":model pre"), None)]
+    assert "pretrained" in models
+
+
+def test_plain_cli_with_a_real_checkpoint(scratch_tiny_dir, tmp_path):
+    script = ":set max_new_tokens=4 greedy=true\nOnce upon a time\n:bogus\n"
+    env = {**os.environ, "GPT2_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repl.cli",
+            "chat",
+            "--plain",
+            "--model",
+            f"scratch:{scratch_tiny_dir}",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tf.Tensor([[7454 2402  257  640]], shape=(1, 4), dtype=int32)" in proc.stdout
+    assert "shape=(1, 8), dtype=int32)" in proc.stdout
+    assert "error: unknown command :bogus" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_generation_cancel_flag_stops_plain_generation(capsys):
+    session = Session(model="scratch", loader=FakeLoader(), history_path=False)
+    session.load("scratch")
+    repl = PlainREPL(session)
+    session.settings = session.settings.updated(max_new_tokens=50)
+    original = session.run_turn
+
+    def run_turn(prompt, cancel=None, lm=None):  # Ctrl-C arrives after the 2nd token
+        for i, event in enumerate(original(prompt, cancel=cancel, lm=lm)):
+            if i == 1:
+                cancel.set()
+            yield event
+
+    session.run_turn = run_turn
+    repl.run_line("go")
+    out = capsys.readouterr().out
+    assert "[stopped]" in out and session.turns[-1].stats["new_tokens"] == 2
