@@ -205,12 +205,6 @@ def lr_at(step, cfg: TrainConfig):
 def make_strategy(name: str):
     from gpt2core._tf import tf
 
-    n_cpu = int(os.environ.get("GPT2_LOGICAL_CPUS", "0") or 0)
-    if n_cpu > 1:  # split the CPU into N logical devices (for trying MirroredStrategy)
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n_cpu)]
-        )
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
