@@ -300,10 +300,11 @@ class ScratchLM(LanguageModel):
     def _step(self, token_id):
         return self.decoder.step(token_id)
 
-    def warmup(self) -> None:
-        # compiles the common shapes: a short prompt and one step
-        self.decoder.prefill([0], 2)
-        self.decoder.step(0)
+    def warmup(self, capacities: tuple[int, ...] = (128, 256)) -> None:
+        """Compile the shapes a typical turn uses (a short prompt; caches of 128 and 256
+        positions), so the first prompts do not wait for XLA."""
+        for capacity in capacities:
+            self.decoder.prefill([0], min(capacity, self.n_positions))
 
 
 # -- transformers' GPT-2 ---------------------------------------------------------------

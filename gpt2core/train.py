@@ -241,6 +241,7 @@ class Trainer:
                 beta_1=cfg.beta1,
                 beta_2=cfg.beta2,
                 weight_decay=cfg.weight_decay,
+                epsilon=1e-8,  # PyTorch's (and nanoGPT's) Adam epsilon; Keras defaults to 1e-7
             )
             # decay weight matrices only: not biases, LayerNorm gains/offsets, embeddings
             self.optimizer.exclude_from_weight_decay(
@@ -249,7 +250,11 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         self._grads = tf.function(self._loss_and_grads, jit_compile=True)
         self._eval = tf.function(self._eval_loss, jit_compile=True)
-        self._train_step = tf.function(self._distributed_step)
+        if n_rep == 1 and cfg.strategy == "default":
+            # one device: gradients, clipping and the AdamW update compile as one XLA program
+            self._train_step = tf.function(self._single_step, jit_compile=True)
+        else:
+            self._train_step = tf.function(self._distributed_step)
 
     # one batch ----------------------------------------------------------------------------
     def batch(self, step: int, stream: int = 0):
@@ -286,6 +291,15 @@ class Trainer:
         grads = tape.gradient(loss, self.model.trainable_variables)
         # embedding gradients come as IndexedSlices; dense ones all-reduce and clip simply
         return loss, [tf.convert_to_tensor(g) for g in grads]
+
+    def _single_step(self, x, y):
+        from gpt2core._tf import tf
+
+        loss, grads = self._loss_and_grads(x, y)
+        if self.cfg.grad_clip > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.cfg.grad_clip)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return loss
 
     def _replica_step(self, x, y):
         from gpt2core._tf import tf
