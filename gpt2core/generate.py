@@ -210,9 +210,11 @@ class ScratchDecoder:
         self.model = model
         self.config = model.config
         self.traces = 0
-        spec_cache = tf.TensorSpec(
-            [self.config.n_layer, 2, 1, self.config.n_head, None, self.config.head_size], tf.float32
-        )
+        # the tied head, laid out (C, V) for decoding (see GPT2.call_with_cache); a copy
+        # taken now, so a decoder is made after the weights are final
+        self.head_kernel = tf.Variable(tf.transpose(model.wte.embeddings), trainable=False)
+        layer = tf.TensorSpec([2, 1, self.config.n_head, None, self.config.head_size], tf.float32)
+        spec_cache = tuple(layer for _ in range(self.config.n_layer))
         self._prefill_fn = tf.function(
             self._prefill_impl,
             input_signature=[
@@ -237,13 +239,17 @@ class ScratchDecoder:
 
     def _prefill_impl(self, token_ids, cache, last):
         self.traces += 1
-        logits, cache = self.model.call_with_cache(token_ids, cache, 0, logits_index=last)
-        return logits[:, 0], cache  # (1, V), (L, 2, 1, nh, S, hs)
+        logits, cache = self.model.call_with_cache(
+            token_ids, cache, 0, logits_index=last, head_kernel=self.head_kernel
+        )
+        return logits[:, 0], cache  # (1, V), L x (2, 1, nh, S, hs)
 
     def _step_impl(self, token_id, cache, index):
         self.traces += 1
-        logits, cache = self.model.call_with_cache(token_id, cache, index)
-        return logits[:, 0], cache  # (1, V), (L, 2, 1, nh, S, hs)
+        logits, cache = self.model.call_with_cache(
+            token_id, cache, index, head_kernel=self.head_kernel
+        )
+        return logits[:, 0], cache  # (1, V), L x (2, 1, nh, S, hs)
 
     def prefill(self, ids: list[int], capacity: int) -> np.ndarray:
         from gpt2core._tf import tf
@@ -270,11 +276,12 @@ class ScratchDecoder:
     def step(self, token_id: int) -> np.ndarray:
         from gpt2core._tf import tf
 
-        size = int(self.cache.shape[4])
+        size = int(self.cache[0].shape[3])
         if self.index >= size:  # outgrew the cache: double it (bounded by n_positions)
             bigger = bucket(self.index + 1, self.MIN_CACHE, self.config.n_positions)
-            pad = [[0, 0]] * 4 + [[0, bigger - size], [0, 0]]
-            self.cache = tf.pad(self.cache, pad)  # (L, 2, 1, nh, S, hs) -> (.., S', hs)
+            pad = [[0, 0]] * 3 + [[0, bigger - size], [0, 0]]
+            # each layer: (2, 1, nh, S, hs) -> (2, 1, nh, S', hs)
+            self.cache = tuple(tf.pad(c, pad) for c in self.cache)
         logits, self.cache = self._step_fn(
             tf.constant([[token_id]], tf.int32), self.cache, tf.constant(self.index, tf.int32)
         )

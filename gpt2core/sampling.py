@@ -142,10 +142,11 @@ class Sampler:
 
     def __call__(self, logits: np.ndarray, history: list[int]) -> tuple[int, list[Candidate]]:
         """logits: (V,) for the next position; history: ids so far (for the penalty)."""
-        raw = np.asarray(logits, dtype=np.float64)  # (V,)
-        scores = raw.copy()
+        raw = np.asarray(logits, dtype=np.float32)  # (V,)
+        scores = raw
         s = self.s
         if s.repetition_penalty != 1.0 and history:
+            scores = raw.copy()
             seen = np.unique(np.asarray(history, dtype=np.int64))  # (U,)
             seen = seen[seen < scores.shape[0]]
             vals = scores[seen]
@@ -155,37 +156,50 @@ class Sampler:
         if s.is_greedy:
             token = int(np.argmax(scores))
         else:
-            token = self._sample(scores / s.temperature)
+            token = self._sample(scores)
         return token, self._candidates(raw, token)
 
     def _sample(self, scores: np.ndarray) -> int:
         s = self.s
+        ids = None  # None: the whole vocabulary
         if s.top_k and s.top_k < scores.shape[0]:
-            kth = np.partition(scores, -s.top_k)[-s.top_k]
-            scores = np.where(scores < kth, -np.inf, scores)  # (V,) keep the k largest
-        probs = _softmax(scores)  # (V,)
+            ids = np.argpartition(scores, -s.top_k)[-s.top_k :]  # (k,) the k largest
+            scores = scores[ids]  # (k,)
+        z = scores.astype(np.float64) / s.temperature  # (k|V,)
+        probs = np.exp(z - z.max())  # (k|V,)
+        probs /= probs.sum()
         if s.top_p < 1.0:
-            order = np.argsort(-probs)  # (V,) most likely first
-            cum = np.cumsum(probs[order])  # (V,)
+            order = np.argsort(-probs)  # most likely first
+            cum = np.cumsum(probs[order])
             # keep the smallest prefix whose mass reaches top_p (always at least one token)
             cut = int(np.searchsorted(cum, s.top_p)) + 1
-            keep = np.zeros_like(probs, dtype=bool)
-            keep[order[:cut]] = True
-            probs = np.where(keep, probs, 0.0)
-            probs /= probs.sum()
-        return int(self.rng.choice(probs.shape[0], p=probs))
+            keep = order[:cut]
+            probs_kept = probs[keep] / probs[keep].sum()
+            choice = keep[self._draw(probs_kept)]
+        else:
+            choice = self._draw(probs)
+        return int(ids[choice]) if ids is not None else int(choice)
+
+    def _draw(self, probs: np.ndarray) -> int:
+        """Inverse-CDF draw: one uniform number per token, reproducible for a seed."""
+        cum = np.cumsum(probs)
+        return int(
+            min(np.searchsorted(cum, self.rng.random() * cum[-1], side="right"), len(probs) - 1)
+        )
 
     def _candidates(self, raw: np.ndarray, token: int) -> list[Candidate]:
         k = min(self.s.candidates, raw.shape[0])
-        probs = _softmax(raw)  # (V,)
-        top = np.argpartition(-probs, k - 1)[:k]  # (k,) unordered
-        top = top[np.argsort(-probs[top])]  # (k,) most likely first
-        out = [Candidate(int(i), float(probs[i]), int(i) == token) for i in top]
+        m = float(raw.max())
+        total = float(
+            np.exp(raw - m, dtype=np.float32).sum(dtype=np.float64)
+        )  # softmax denominator
+        top = np.argpartition(-raw, k - 1)[:k]  # (k,) unordered
+        top = top[np.argsort(-raw[top])]  # (k,) most likely first
+
+        def prob(i: int) -> float:
+            return float(np.exp(float(raw[i]) - m) / total)
+
+        out = [Candidate(int(i), prob(int(i)), int(i) == token) for i in top]
         if token not in top:  # a sampled token outside the top k is still shown
-            out.append(Candidate(token, float(probs[token]), True))
+            out.append(Candidate(token, prob(token), True))
         return out
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x))  # (V,); exp(-inf) = 0 for filtered tokens
-    return e / e.sum()

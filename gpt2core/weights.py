@@ -38,11 +38,12 @@ class CheckpointError(ValueError):
 
 def _layer_params(prefix: str, layer) -> Iterator[tuple[str, object]]:
     from gpt2core._tf import keras
+    from gpt2core.model import Linear
 
     if isinstance(layer, keras.layers.LayerNormalization):
         yield f"{prefix}.weight", layer.gamma
         yield f"{prefix}.bias", layer.beta
-    elif isinstance(layer, keras.layers.Dense):
+    elif isinstance(layer, Linear):
         yield f"{prefix}.weight", layer.kernel  # (in, out), as HF's Conv1D
         yield f"{prefix}.bias", layer.bias
     elif isinstance(layer, keras.layers.Embedding):

@@ -29,6 +29,6 @@ def test_main_screen_mid_generation(snap_compare):
             if len(app.query_one("SidePanel").output_ids) >= 16 + 12:
                 break
         await pilot.pause(0.1)
-        threading.Timer(1.0, gate.set).start()  # let the worker finish after the snapshot
+        threading.Timer(5.0, gate.set).start()  # let the worker finish after the snapshot
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
