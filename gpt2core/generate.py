@@ -86,6 +86,18 @@ class LanguageModel:
     def warmup(self) -> None:
         """Compile/allocate what the first generation would (optional)."""
 
+    def prepare_prompt(self, prompt: str, settings: Settings) -> tuple[list[int], int]:
+        """The ids the model will see for ``prompt``, and how many were cut from the left
+        to leave room for ``max_new_tokens`` (see ``prompt_budget``)."""
+        ids = self.encode(prompt)
+        if not ids:
+            if self.tokenizer.eos_id is None:
+                raise GenerationError("the prompt is empty (this model has no start token)")
+            ids = [self.tokenizer.eos_id]  # GPT-2 starts unconditional text after <|endoftext|>
+        keep = prompt_budget(self.n_positions, settings.max_new_tokens)
+        dropped = max(0, len(ids) - keep)
+        return ids[dropped:], dropped  # cut from the left: the most recent text matters most
+
     # the loop ----------------------------------------------------------------------------
     def stream(
         self,
@@ -97,16 +109,9 @@ class LanguageModel:
         s = settings or Settings()
         s.validate()
         t0 = time.perf_counter()
-        ids = self.encode(prompt)
+        ids, dropped = self.prepare_prompt(prompt, s)
         eos = self.tokenizer.eos_id
-        if not ids:
-            if eos is None:
-                raise GenerationError("the prompt is empty (this model has no start token)")
-            ids = [eos]  # GPT-2 starts unconditional text after <|endoftext|>
         n_ctx = self.n_positions
-        keep = prompt_budget(n_ctx, s.max_new_tokens)
-        dropped = max(0, len(ids) - keep)
-        ids = ids[dropped:]  # (T,) cut from the left: the most recent text matters most
 
         sampler = Sampler(s)
         decoder = stream_decoder(self.tokenizer)

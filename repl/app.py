@@ -211,7 +211,7 @@ class GPT2App(App):
     def generate(self, turn: int, prompt: str, lm) -> None:
         worker = get_current_worker()
         try:
-            ids = lm.encode(prompt)
+            ids, _ = lm.prepare_prompt(prompt, self.session.settings)
             self.call_from_thread(self.panel.start, ids, lm.tokenizer)
             for event in self.session.run_turn(prompt, cancel=self.cancel, lm=lm):
                 if worker.is_cancelled:

@@ -115,7 +115,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = sys.stdout
     if not args.json:
         out.write(f"model: {lm.description}\n")
-    ids = lm.encode(args.prompt)
+    ids, _ = lm.prepare_prompt(args.prompt, settings)
     if not args.json:
         out.write(f"input_text: {args.prompt}\n")
         out.write(f"input_ids: {tensor_text(ids)}\ngenerated: ")
