@@ -304,18 +304,7 @@ class Session:
         settings = self._turn_settings()
         for event in lm.stream(prompt, settings, cancel=cancel):
             if isinstance(event, GenerationSummary):
-                self.turns.append(
-                    Turn(
-                        model=lm.name,
-                        prompt=prompt,
-                        settings=settings.as_dict(),
-                        seed=settings.seed,
-                        input_ids=event.input_ids,
-                        output_ids=event.output_ids,
-                        text=event.text,
-                        stats=stats_of(event),
-                    )
-                )
+                self._record(lm, prompt, settings, event)
             yield event
 
     def run_compare(
@@ -339,18 +328,7 @@ class Session:
             self.models[spec] = lm
             summary = lm.generate(prompt, settings, cancel=cancel)
             summaries.append(summary)
-            self.turns.append(
-                Turn(
-                    model=lm.name,
-                    prompt=prompt,
-                    settings=settings.as_dict(),
-                    seed=settings.seed,
-                    input_ids=summary.input_ids,
-                    output_ids=summary.output_ids,
-                    text=summary.text,
-                    stats=stats_of(summary),
-                )
-            )
+            self._record(lm, prompt, settings, summary)
         left, right = summaries
         a = left.output_ids[len(left.input_ids) :]
         b = right.output_ids[len(right.input_ids) :]
@@ -358,6 +336,22 @@ class Session:
         if diff is None and len(a) != len(b):
             diff = min(len(a), len(b))
         return CompareResult(prompt, left, right, diff)
+
+    def _record(
+        self, lm: LanguageModel, prompt: str, settings: Settings, summary: GenerationSummary
+    ) -> None:
+        self.turns.append(
+            Turn(
+                model=lm.name,
+                prompt=prompt,
+                settings=settings.as_dict(),
+                seed=settings.seed,
+                input_ids=summary.input_ids,
+                output_ids=summary.output_ids,
+                text=summary.text,
+                stats=stats_of(summary),
+            )
+        )
 
     # -- transcript -----------------------------------------------------------------------
     def _save(self, filename: str) -> Reply:

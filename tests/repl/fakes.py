@@ -61,13 +61,16 @@ class FakeLM(LanguageModel):
 class FakeLoader:
     """spec -> FakeLM; `fail` lists specs that raise like an offline hub id would."""
 
-    def __init__(self, fail=(), delay=0.0, models=None):
+    def __init__(self, fail=(), delay=0.0, models=None, gate: threading.Event | None = None):
         self.fail, self.delay, self.models = set(fail), delay, models or {}
+        self.gate = gate  # when given, loading waits until the test sets it
         self.calls = []
 
     def __call__(self, spec: str) -> LanguageModel:
         self.calls.append(spec)
         parse_spec(spec)
+        if self.gate is not None:
+            self.gate.wait(30)
         if self.delay:
             time.sleep(self.delay)
         if spec in self.fail:

@@ -114,8 +114,12 @@ async def test_model_switch_during_generation(tmp_path):
         await submit(pilot, "a")
         await pilot.pause(0.1)
         await submit(pilot, ":model scratch:other")
-        await pilot.pause(0.3)
-        assert app.session.current.name == "scratch:other"  # loaded while the other generates
+        for _ in range(500):  # the load worker finishes while the first model is held
+            await pilot.pause(0.02)
+            if app.session.current.name == "scratch:other":
+                break
+        assert app.session.current.name == "scratch:other"
+        assert app.generating  # loaded while the other generates
         gate.set()
         await settle(app, pilot)
         turns = list(app.query(ChatTurn))
@@ -163,12 +167,14 @@ async def test_save_writes_the_transcript(tmp_path):
 
 
 async def test_falls_back_to_scratch_when_pretrained_cannot_load(tmp_path):
-    loader = FakeLoader(fail={"pretrained:gpt2"}, delay=0.2)
+    gate = threading.Event()
+    loader = FakeLoader(fail={"pretrained:gpt2"}, gate=gate)
     app = make_app(model="pretrained", loader=loader, history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await submit(pilot, "early")  # typed before the model is ready
         await pilot.pause()
         assert any("queued" in n for n in notices(app))
+        gate.set()
         await settle(app, pilot)
         await settle(app, pilot)
         assert app.session.current.name == "scratch"

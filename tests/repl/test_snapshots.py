@@ -24,7 +24,7 @@ def test_main_screen_mid_generation(snap_compare):
         for ch in "Once upon a time":
             await pilot.press(ch if ch != " " else "space")
         await pilot.press("enter")
-        for _ in range(100):  # until the generation is held at the gate
+        for _ in range(500):  # until the generation is held at the gate
             await pilot.pause(0.02)
             if len(app.query_one("SidePanel").output_ids) >= 16 + 12:
                 break
