@@ -76,6 +76,15 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
 
+    @property
+    def busy(self) -> threading.RLock:
+        """Held while the model generates or warms up: a backend keeps per-generation state
+        (the KV cache), so two threads must not drive one model at once."""
+        lock = self.__dict__.get("_busy")
+        if lock is None:
+            lock = self.__dict__.setdefault("_busy", threading.RLock())
+        return lock
+
     # backend hooks ---------------------------------------------------------------------
     def _prefill(self, ids: list[int], capacity: int) -> np.ndarray:
         raise NotImplementedError
@@ -106,6 +115,10 @@ class LanguageModel:
         cancel: threading.Event | None = None,
         slide: bool = True,
     ) -> Iterator[Event]:
+        with self.busy:
+            yield from self._stream(prompt, settings, cancel, slide)
+
+    def _stream(self, prompt, settings, cancel, slide) -> Iterator[Event]:
         s = settings or Settings()
         s.validate()
         t0 = time.perf_counter()
@@ -315,8 +328,9 @@ class ScratchLM(LanguageModel):
     def warmup(self, capacities: tuple[int, ...] = (128, 256)) -> None:
         """Compile the shapes a typical turn uses (a short prompt; caches of 128 and 256
         positions), so the first prompts do not wait for XLA."""
-        for capacity in capacities:
-            self.decoder.prefill([0], min(capacity, self.n_positions))
+        with self.busy:
+            for capacity in capacities:
+                self.decoder.prefill([0], min(capacity, self.n_positions))
 
 
 # -- transformers' GPT-2 ---------------------------------------------------------------

@@ -193,14 +193,14 @@ class GPT2App(App):
     # -- workers -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def load_startup(self) -> None:
-        lm, note = self.session.load_startup()
-        lm.warmup()
+        lm, note = self.session.load_startup(activate=False)
+        lm.warmup()  # compile before it becomes current: prompts wait in the queue
         self.post_message(ModelLoaded(lm, note))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def load_model(self, spec: str) -> None:
         try:
-            lm = self.session.load(spec)
+            lm = self.session.load(spec, activate=False)
             lm.warmup()
         except user_errors() as e:
             self.post_message(ModelLoadFailed(spec, str(e)))
@@ -239,7 +239,7 @@ class GPT2App(App):
     def model_loaded(self, message: ModelLoaded) -> None:
         if message.note:
             self.chat.add(NoticeLine(message.note, "error"))
-        self.session.current = message.lm
+        self.session.activate(message.lm)
         self.loading = None
         self._ctx_used = (0, message.lm.n_positions)
         self.chat.add(NoticeLine(f"model: {message.lm.description}"))
@@ -275,7 +275,8 @@ class GPT2App(App):
         self.panel.finish(s)
         self._last_rate = s.tokens_per_s or self._last_rate
         lm = self.session.current
-        self._ctx_used = (len(s.output_ids), lm.n_positions if lm else len(s.output_ids))
+        n_ctx = lm.n_positions if lm else len(s.output_ids)
+        self._ctx_used = (min(len(s.output_ids), n_ctx), n_ctx)
         self._done()
 
     @on(GenerationFailed)

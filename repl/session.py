@@ -257,8 +257,9 @@ class Session:
         return Reply(f"{len(ids)} tokens\n   #      id  piece\n" + "\n".join(rows))
 
     # -- models -------------------------------------------------------------------------
-    def load(self, spec: str) -> LanguageModel:
-        """Load (or reuse) a model and make it current. Raises user errors."""
+    def load(self, spec: str, activate: bool = True) -> LanguageModel:
+        """Load (or reuse) a model; make it current unless ``activate`` is False (a front
+        end that warms the model up first activates it later). Raises user errors."""
         from gpt2core.specs import parse_spec
 
         key = str(parse_spec(spec))
@@ -268,9 +269,13 @@ class Session:
             lm = self.loader(key)
             with self._lock:
                 self.models[key] = lm
-        self._remember(key)
-        self.current = lm
+        if activate:
+            self.activate(lm)
         return lm
+
+    def activate(self, lm: LanguageModel) -> None:
+        self._remember(lm.name)
+        self.current = lm
 
     def _remember(self, key: str) -> None:
         if key.startswith("scratch"):
@@ -278,15 +283,15 @@ class Session:
         else:
             self.last_pretrained = key
 
-    def load_startup(self) -> tuple[LanguageModel, str | None]:
+    def load_startup(self, activate: bool = True) -> tuple[LanguageModel, str | None]:
         """The requested model; if it cannot load, say why and fall back to scratch."""
         try:
-            return self.load(self.requested), None
+            return self.load(self.requested, activate), None
         except user_errors() as e:
             if self.requested == "scratch":
                 raise
             note = f"could not load {self.requested} ({e}); using scratch instead"
-            return self.load("scratch"), note
+            return self.load("scratch", activate), note
 
     # -- turns --------------------------------------------------------------------------
     def _turn_settings(self) -> Settings:

@@ -250,3 +250,22 @@ def test_cli_user_errors_are_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_model_is_driven_by_one_thread_at_a_time():
+    """Warm-up (in a load worker) and a generation must not share the KV cache at once."""
+    from tests.repl.fakes import FakeLM
+
+    lm = FakeLM("scratch")
+    done = threading.Event()
+
+    def run():
+        lm.generate("a", Settings(max_new_tokens=3))
+        done.set()
+
+    with lm.busy:  # what warmup() holds
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert not done.wait(0.3)  # the generation waits for the lock
+    worker.join(10)
+    assert done.is_set()
