@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2core.errors import UserError
+
 CONFIG_NAME = "config.json"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config that cannot describe a GPT-2 (a user error, reported as one line)."""
 
 

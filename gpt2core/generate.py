@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpt2core.errors import UserError
 from gpt2core.sampling import Candidate, Sampler, Settings
 from gpt2core.tokenizer import Tokenizer, stream_decoder
 
 
-class GenerationError(ValueError):
+class GenerationError(UserError):
     """A prompt the model cannot run (one-line user error)."""
 
 

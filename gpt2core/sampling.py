@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from gpt2core.errors import UserError
 
-class SettingsError(ValueError):
+
+class SettingsError(UserError):
     """A setting out of range or of the wrong type; the message names it and its range."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2core.config import PRESETS
+from gpt2core.errors import UserError
 from gpt2core.generate import LanguageModel, PretrainedLM, ScratchLM
 from gpt2core.tokenizer import TokenizerError, has_tokenizer, load_tokenizer
 from gpt2core.weights import CheckpointError
@@ -21,7 +22,7 @@ from gpt2core.weights import CheckpointError
 SPEC_HELP = "scratch, scratch:DIR_OR_HUB_ID, pretrained, or pretrained:NAME_OR_DIR"
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A model spec that names nothing loadable (one-line user error)."""
 
 

@@ -21,13 +21,14 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from gpt2core.errors import UserError
 from gpt2core.fsutil import atomic_write_text
 
 CHAR_VOCAB_NAME = "char_vocab.json"
 EOT = "<|endoftext|>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """A tokenizer that cannot be loaded or text it cannot encode (one-line user error)."""
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from gpt2core.config import PRESETS, ConfigError, GPT2Config
-from gpt2core.fsutil import atomic_write, atomic_write_text
+from gpt2core.errors import UserError
+from gpt2core.fsutil import atomic_write
 from gpt2core.tokenizer import TokenizerError
 
 STATE_NAME = "train_state.npz"
@@ -36,7 +37,7 @@ RUN_NAME = "train_run.json"
 METRICS_NAME = "metrics.jsonl"
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """Bad input to training (one line, exit code 2, nothing written)."""
 
 
@@ -577,7 +578,7 @@ def _sample(model, tokenizer, n: int = 120) -> str:
         return lm.generate(
             prompt, Settings(max_new_tokens=n, temperature=0.8, top_k=0, seed=0)
         ).text
-    except (TokenizerError, ValueError):
+    except UserError:  # e.g. a character vocabulary without "\n": no sample, no crash
         return ""
 
 
@@ -691,4 +692,4 @@ def main_from_args(args) -> int:
     return 130 if result.interrupted else 0
 
 
-__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "read_corpus", "atomic_write_text"]
+__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "read_corpus"]

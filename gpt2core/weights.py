@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2core.config import CONFIG_NAME, ConfigError, GPT2Config
+from gpt2core.errors import UserError
 
 SAFETENSORS_NAME = "model.safetensors"
 TF_H5_NAME = "tf_model.h5"
@@ -29,7 +30,7 @@ TF_H5_NAME = "tf_model.h5"
 _SKIPPED = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|^lm_head\.weight$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used: always names the file and the problem."""
 
 

@@ -11,39 +11,9 @@ import json
 import sys
 
 from gpt2core import __version__
+from gpt2core.errors import UserError
 
 USER_ERROR = 2
-
-
-class UserError(Exception):
-    """Reported as one line on stderr with exit code 2."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # imported lazily: these modules are light (no TensorFlow)
-    from gpt2core.config import ConfigError
-    from gpt2core.generate import GenerationError
-    from gpt2core.sampling import SettingsError
-    from gpt2core.specs import SpecError
-    from gpt2core.tokenizer import TokenizerError
-    from gpt2core.weights import CheckpointError
-
-    errors = [
-        UserError,
-        ConfigError,
-        GenerationError,
-        SettingsError,
-        SpecError,
-        TokenizerError,
-        CheckpointError,
-    ]
-    try:
-        from gpt2core.train import TrainError
-
-        errors.append(TrainError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
 
 
 # -- subcommands ---------------------------------------------------------------------------
@@ -237,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as e:
+    except UserError as e:
         print(f"gpt2: {e}", file=sys.stderr)
         return USER_ERROR
 

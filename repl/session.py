@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gpt2core.errors import UserError
 from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
 from gpt2core.sampling import Settings, SettingsError
 from repl.commands import BY_NAME, help_text
@@ -60,21 +61,9 @@ def default_loader(spec: str) -> LanguageModel:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    from gpt2core.config import ConfigError
-    from gpt2core.generate import GenerationError
-    from gpt2core.specs import SpecError
-    from gpt2core.tokenizer import TokenizerError
-    from gpt2core.weights import CheckpointError
-
-    return (
-        SpecError,
-        CheckpointError,
-        TokenizerError,
-        ConfigError,
-        GenerationError,
-        SettingsError,
-        OSError,
-    )
+    """What a front end reports as one line: gpt2core's user errors, and the OS's (a file
+    that cannot be written, a directory that cannot be read)."""
+    return (UserError, OSError)
 
 
 # -- actions: what the front end should do with a line ------------------------------------

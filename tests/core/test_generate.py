@@ -2,10 +2,9 @@
 
 import threading
 
-import numpy as np
 import pytest
 
-from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent, prompt_budget
+from gpt2core.generate import GenerationSummary, TokenEvent, prompt_budget
 from gpt2core.sampling import Settings, SettingsError
 
 GREEDY = Settings(greedy=True, max_new_tokens=24, stop_at_eos=False)
@@ -114,30 +113,12 @@ def test_long_prompt_is_cut_from_the_left_and_long_generation_slides(scratch_lm,
     assert stopped.stop_reason == "context" and stopped.new_tokens < 200
 
 
-class ScriptedLM(LanguageModel):
-    """A fake backend whose greedy choice follows a script of token ids."""
-
-    def __init__(self, tokenizer, script):
-        self.tokenizer, self.script, self.n_positions, self.name = tokenizer, script, 64, "scripted"
-
-    def _logits(self):
-        v = np.zeros(self.tokenizer.vocab_size, np.float32)
-        v[self.script[min(self.i, len(self.script) - 1)]] = 10.0
-        self.i += 1
-        return v
-
-    def _prefill(self, ids, capacity):
-        self.i = 0
-        return self._logits()
-
-    def _step(self, token_id):
-        return self._logits()
-
-
 def test_streamed_text_is_utf8_safe(gpt2_tokenizer):
     text = "한국어 텍스트와 이모지 🙂👍🏽 끝"
+    from tests.repl.fakes import FakeLM
+
     script = gpt2_tokenizer.encode(text) + [50256]
-    lm = ScriptedLM(gpt2_tokenizer, script)
+    lm = FakeLM("scripted", tokenizer=gpt2_tokenizer, ids=script, n_positions=64)
     tokens, summary = _events(lm, "a", Settings(greedy=True, max_new_tokens=100))
     assert summary.stop_reason == "eos" and summary.output_ids[-1] == 50256
     assert summary.text == text == "".join(t.text for t in tokens)

@@ -92,15 +92,14 @@ def test_loads_transformer_prefix_and_skips_buffers(tmp_path, scratch_tiny_dir):
 @pytest.mark.slow
 def test_full_124m_shape_parity(gpt2_tokenizer):
     """The real GPT-2 small shape (random weights): logits and 64 greedy tokens agree."""
+    from gpt2core.config import PRESETS
     from gpt2core.model import GPT2
-    from gpt2core.weights import assign_tensors
+    from gpt2core.weights import _hf_name_from_tf, assign_tensors
 
     hf = make_hf_model(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=3)
-    tensors = {w.name.split("transformer/", 1)[-1]: w.numpy() for w in hf.weights}
-    from gpt2core.weights import _hf_name_from_tf
-
-    ours = GPT2(__import__("gpt2core.config").config.PRESETS["gpt2"])
-    assign_tensors(ours, {_hf_name_from_tf(k): v for k, v in tensors.items()}, "TFGPT2LMHeadModel")
+    tensors = {_hf_name_from_tf(w.name): w.numpy() for w in hf.weights}
+    ours = GPT2(PRESETS["gpt2"])
+    assign_tensors(ours, tensors, "TFGPT2LMHeadModel")
     ids = np.random.RandomState(0).randint(0, 50257, (1, 128)).astype(np.int32)
     assert _logits_diff(hf, ours, ids) <= 1e-4
     prompt = [7454, 2402, 257, 640]

@@ -17,6 +17,8 @@ ALPHABET = list(" abcdefghijklmnopqrstuvwxyz.,!?:=_-'/\n0123456789ABCDEFGHIJKLMN
 
 class FakeLM(LanguageModel):
     """Writes `script` one character per step (greedy); candidates are deterministic.
+    With `ids` (and a `tokenizer`), it follows that list of token ids instead, staying
+    on the last one.
 
     `delay` slows each step; `gate`, when given, must be set for steps past `gate_after`
     (lets a test hold a generation mid-way)."""
@@ -29,9 +31,11 @@ class FakeLM(LanguageModel):
         n_positions=256,
         gate: threading.Event | None = None,
         gate_after=0,
+        tokenizer=None,
+        ids: list[int] | None = None,
     ):
-        self.name, self.script, self.delay = name, script, delay
-        self.tokenizer = CharTokenizer(ALPHABET)
+        self.name, self.script, self.delay, self.ids = name, script, delay, ids
+        self.tokenizer = tokenizer or CharTokenizer(ALPHABET)
         self.n_positions = n_positions
         self.description = f"{name}: a fake model for tests"
         self.gate, self.gate_after = gate, gate_after
@@ -43,7 +47,10 @@ class FakeLM(LanguageModel):
         if self.delay:
             time.sleep(self.delay)
         v = np.full(self.tokenizer.vocab_size, -4.0, np.float32)
-        target = self.tokenizer.encode(self.script[self.i % len(self.script)])[0]
+        if self.ids is not None:
+            target = self.ids[min(self.i, len(self.ids) - 1)]
+        else:
+            target = self.tokenizer.encode(self.script[self.i % len(self.script)])[0]
         v[target] = 4.0
         v[(target + 1) % len(v)] = 2.0
         v[(target + 2) % len(v)] = 1.0
