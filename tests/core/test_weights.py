@@ -76,3 +76,19 @@ def test_interrupted_save_leaves_the_old_checkpoint(tmp_path, scratch_tiny_dir):
     assert (target / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary left behind
     load_model(target)
+
+
+def test_hub_id_loads_from_the_huggingface_cache(tmp_path, monkeypatch, scratch_tiny_dir):
+    """A hub id resolves through huggingface_hub's cache without any network."""
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someone--tiny-gpt2"
+    shutil.copytree(scratch_tiny_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    directory = resolve("someone/tiny-gpt2")
+    assert directory == repo / "snapshots" / commit
+    model, _ = load_model("someone/tiny-gpt2")
+    assert model.config.n_layer == 2

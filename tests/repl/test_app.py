@@ -54,6 +54,8 @@ async def test_typing_streams_a_completion_and_fills_the_panel(tmp_path):
         assert "tf.Tensor([[8 9]], shape=(1, 2), dtype=int32)" in text
         assert "shape=(1, 11), dtype=int32)" in text and "◀" in text
         assert "stop: max_new_tokens" in text
+        palette = [c.title for c in app.get_system_commands(app.screen)]
+        assert {":model", ":set", ":compare", ":save", ":tokens"} <= set(palette)
 
 
 async def test_esc_stops_and_keeps_the_partial_text(tmp_path):
