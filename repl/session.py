@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -21,20 +20,16 @@ from gpt2core.errors import UserError
 from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
 from gpt2core.sampling import Settings, SettingsError
 from repl.commands import BY_NAME, help_text
+from repl.terminal import safe, strip_controls
 
 Loader = Callable[[str], LanguageModel]
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
-
-def printable(text: str) -> str:
-    """Text safe to put on a terminal: control characters (escape sequences, bells,
-    carriage returns) are shown as their code instead of being acted on."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+printable = safe  # the one sanitiser (repl.terminal), under the name the widgets use
 
 
 def clean_input(line: str) -> str:
     """What a person typed, without control characters (pasted escapes, NULs)."""
-    return _CONTROL.sub("", line.replace("\r\n", "\n")).strip()
+    return strip_controls(line.replace("\r\n", "\n")).strip()
 
 
 def tensor_text(ids: list[int]) -> str:
