@@ -7,14 +7,23 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
+from gpt2core.generate import GenerationSummary
+from repl.loads import LoadEvent
 from repl.session import CompareResult
 
 
 @dataclass
-class TokenGenerated(Message):
+class GenerationStarted(Message):
     turn: int
-    event: TokenEvent
+    input_ids: list[int]
+    tokenizer: object
+
+
+@dataclass
+class TokensReady(Message):
+    """New tokens wait in the app's token buffer (one message however many arrived)."""
+
+    turn: int
 
 
 @dataclass
@@ -30,15 +39,8 @@ class GenerationFailed(Message):
 
 
 @dataclass
-class ModelLoaded(Message):
-    lm: LanguageModel
-    note: str | None = None
-
-
-@dataclass
-class ModelLoadFailed(Message):
-    spec: str
-    error: str
+class LoadReport(Message):
+    event: LoadEvent
 
 
 @dataclass

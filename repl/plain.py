@@ -12,7 +12,8 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from gpt2core.generate import GenerationSummary, TokenEvent
@@ -56,7 +57,20 @@ class PlainREPL:
         self.say(f"model: {lm.description}")
 
     def run_line(self, line: str) -> bool:
-        """Handle one line; False means quit."""
+        """Handle one line; False means quit. A session survives any line: a bug met on
+        the way is one line here (the traceback goes to errors.log) and the next line runs."""
+        try:
+            return self._run_line(line)
+        except Exception as e:
+            self.session.log_error(f"line {line[:60]!r}", traceback.format_exc())
+            self.say(
+                f"internal error: {type(e).__name__}: {printable(str(e))[:200]} "
+                f"(details in {data_dir() / 'errors.log'})",
+                error=True,
+            )
+            return True
+
+    def _run_line(self, line: str) -> bool:
         action = self.session.handle(line)
         if action is None:
             return True
@@ -73,14 +87,14 @@ class PlainREPL:
             except user_errors() as e:
                 self.say(str(e), error=True)
         elif isinstance(action, Generate):
-            self.generate(action.prompt)
+            self.generate(action.prompt, action.settings)
         elif isinstance(action, Compare):
             self.compare(action.prompt)
         return True
 
-    def generate(self, prompt: str) -> None:
+    def generate(self, prompt: str, settings=None) -> None:
         with self._ctrl_c_cancels():
-            self._generate(prompt)
+            self._generate(prompt, settings)
 
     @contextlib.contextmanager
     def _ctrl_c_cancels(self):
@@ -96,11 +110,11 @@ class PlainREPL:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _generate(self, prompt: str) -> None:
+    def _generate(self, prompt: str, settings=None) -> None:
         s = self.session
         try:
             label = f"[{s.current.name}] "
-            for event in s.run_turn(prompt, cancel=self.cancel):
+            for event in s.run_turn(prompt, cancel=self.cancel, settings=settings):
                 if label:  # after encoding succeeded: an error line stays one line
                     self.out.write(label)
                     label = ""
@@ -179,6 +193,32 @@ def _completer():
     return CommandCompleter()
 
 
+def decoded_lines(stream) -> Iterator[str]:
+    """Lines of a byte stream (or a text one), decoded as UTF-8 with U+FFFD for any byte
+    that is not: one bad byte is one odd character, never the end of the session."""
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
+        yield from stream
+        return
+    for raw in binary:
+        yield raw.decode("utf-8", "replace")
+
+
+def _safe_file_history(path: str):
+    """prompt_toolkit's FileHistory, storing lines that held undecodable input too."""
+    from prompt_toolkit.history import FileHistory
+
+    class SafeFileHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            clean = string.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            try:
+                super().store_string(clean)
+            except OSError:
+                pass  # history is a convenience: a read-only home must not end the session
+
+    return SafeFileHistory(path)
+
+
 def run_plain(
     model: str = "pretrained", session: Session | None = None, stdin: TextIO | None = None
 ) -> int:
@@ -187,10 +227,9 @@ def run_plain(
     stdin = stdin or sys.stdin
     repl.start()
     if not stdin.isatty():
-        return repl.run_lines(stdin)
+        return repl.run_lines(decoded_lines(stdin))
 
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -203,7 +242,7 @@ def run_plain(
         event.current_buffer.insert_text("\n")
 
     prompt = PromptSession(
-        history=FileHistory(str(path)), completer=_completer(), key_bindings=bindings
+        history=_safe_file_history(str(path)), completer=_completer(), key_bindings=bindings
     )
     while True:
         try:

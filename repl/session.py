@@ -23,13 +23,18 @@ from repl.commands import BY_NAME, help_text
 from repl.terminal import safe, strip_controls
 
 Loader = Callable[[str], LanguageModel]
+# Every model load, on any thread, holds this: TensorFlow and transformers then import
+# once, on one thread at a time, and two loads never build graphs side by side.
+LOAD_LOCK = threading.RLock()
 
 printable = safe  # the one sanitiser (repl.terminal), under the name the widgets use
 
 
 def clean_input(line: str) -> str:
-    """What a person typed, without control characters (pasted escapes, NULs)."""
-    return strip_controls(line.replace("\r\n", "\n")).strip()
+    """What a person typed, without control characters (pasted escapes, NULs) and with any
+    undecodable byte (a lone surrogate from a terminal's decoder) as U+FFFD."""
+    line = line.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return strip_controls(line.replace("\r\n", "\n").replace("\r", "\n")).strip()
 
 
 def tensor_text(ids: list[int]) -> str:
@@ -73,6 +78,11 @@ class Reply:
 @dataclass(frozen=True)
 class Generate:
     prompt: str
+    # What the turn runs with, fixed when the line is typed: a prompt queued behind a
+    # running generation keeps the settings and the model asked for before it, whatever
+    # is typed after it. None: whatever is current when it starts.
+    settings: Settings | None = field(default=None, compare=False)
+    model: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,7 @@ class History:
         if self.path:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a", encoding="utf-8") as f:
+                with open(self.path, "a", encoding="utf-8", errors="replace") as f:
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
             except OSError:
                 pass  # history is a convenience: a read-only home must not break the app
@@ -166,6 +176,7 @@ class Session:
             history_path = data_dir() / "history.jsonl"
         self.history = History(history_path or None)
         self._lock = threading.Lock()
+        self.wanted_model: str | None = None  # set by a front end that loads in the background
 
     # -- parsing ------------------------------------------------------------------------
     def handle(self, line: str) -> Action | None:
@@ -175,7 +186,12 @@ class Session:
             return None
         self.history.add(text)
         if not text.startswith(":") or text.startswith("::"):
-            return Generate(text[1:] if text.startswith("::") else text)
+            current = self.current.name if self.current else None
+            return Generate(
+                text[1:] if text.startswith("::") else text,
+                settings=self._turn_settings(),
+                model=self.wanted_model or current,
+            )
         name, _, arg = text[1:].partition(" ")
         name, arg = name.strip().lower(), arg.strip()
         spec = BY_NAME.get(name)
@@ -230,10 +246,12 @@ class Session:
         return "  ".join(f"{k}={v}" for k, v in asdict(s).items() if k != "candidates")
 
     def _tokens(self, text: str) -> Reply:
-        from gpt2core.tokenizer import load_tokenizer, piece
+        from gpt2core.tokenizer import piece
 
+        if self.current is None:  # loading the tokenizer here would race the model load
+            return Reply("no model is loaded yet: :tokens works once it is ready", "error")
         try:
-            tok = self.current.tokenizer if self.current else load_tokenizer("gpt2")
+            tok = self.current.tokenizer
             ids = tok.encode(text)
         except user_errors() as e:
             return Reply(str(e), "error")
@@ -247,11 +265,10 @@ class Session:
         from gpt2core.specs import parse_spec
 
         key = str(parse_spec(spec))
-        with self._lock:
+        with LOAD_LOCK:  # one load at a time, whichever thread asks
             lm = self.models.get(key)
-        if lm is None:
-            lm = self.loader(key)
-            with self._lock:
+            if lm is None:
+                lm = self.loader(key)
                 self.models[key] = lm
         if activate:
             self.activate(lm)
@@ -285,12 +302,16 @@ class Session:
         return s
 
     def run_turn(
-        self, prompt: str, cancel: threading.Event | None = None, lm: LanguageModel | None = None
+        self,
+        prompt: str,
+        cancel: threading.Event | None = None,
+        lm: LanguageModel | None = None,
+        settings: Settings | None = None,
     ) -> Iterator[TokenEvent | GenerationSummary]:
         lm = lm or self.current
         if lm is None:
             raise RuntimeError("no model loaded")
-        settings = self._turn_settings()
+        settings = settings or self._turn_settings()
         for event in lm.stream(prompt, settings, cancel=cancel):
             if isinstance(event, GenerationSummary):
                 self._record(lm, prompt, settings, event)
@@ -313,8 +334,7 @@ class Session:
                     if spec not in self.models
                     else f"compare: running {spec}..."
                 )
-            lm = self.models.get(spec) or self.loader(spec)
-            self.models[spec] = lm
+            lm = self.load(spec, activate=False)
             summary = lm.generate(prompt, settings, cancel=cancel)
             summaries.append(summary)
             self._record(lm, prompt, settings, summary)
@@ -357,6 +377,8 @@ class Session:
             from gpt2core.fsutil import atomic_write_text
 
             atomic_write_text(path, text)
+        except UserError as e:
+            return Reply(str(e), "error")
         except OSError as e:
             return Reply(f"{filename}: cannot write ({e.strerror or e})", "error")
         return Reply(f"saved {len(self.turns)} turns to {path}")
@@ -378,6 +400,16 @@ class Session:
                 "",
             ]
         return "\n".join(out)
+
+    def log_error(self, context: str, details: str) -> None:
+        """Keep a traceback for a bug report; the person sees one line."""
+        try:
+            path = data_dir() / "errors.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8", errors="replace") as f:
+                f.write(f"--- {context}\n{details}\n")
+        except OSError:
+            pass
 
 
 def stats_of(s: GenerationSummary) -> dict:

@@ -19,14 +19,34 @@ class NoticeLine(Static):
 
 
 class ChatTurn(Static):
-    """One prompt and its completion; `append` adds streamed text."""
+    """One prompt and its completion; ``append`` adds streamed text."""
 
-    def __init__(self, model: str, prompt: str):
+    PROMPT_LINES = 6  # a longer (pasted) prompt shows its head and its line count
+
+    def __init__(self, model: str, prompt: str, state: str = "generating"):
         super().__init__()
         self.model, self.prompt = model, prompt
         self.completion = ""
-        self.state = "generating"  # generating | done | stopped | failed
+        self.state = state  # queued | generating | done | stopped | failed
         self.footer = ""
+        self._prompt_text = self._shown_prompt(prompt)
+        self._refresh_text()
+
+    @classmethod
+    def _shown_prompt(cls, prompt: str) -> Text:
+        lines = prompt.split("\n")
+        t = Text()
+        if len(lines) > cls.PROMPT_LINES:
+            t.append(printable("\n".join(lines[:3])[:2000]) + "\n")
+            t.append(f"... ({len(lines)} lines, {len(prompt)} characters)", style="italic")
+        else:
+            t.append(printable(prompt[:4000]))
+            if len(prompt) > 4000:
+                t.append(f"... ({len(prompt)} characters)", style="italic")
+        return t
+
+    def start(self, model: str) -> None:
+        self.model, self.state = model, "generating"
         self._refresh_text()
 
     def append(self, text: str) -> None:
@@ -40,14 +60,22 @@ class ChatTurn(Static):
     def _refresh_text(self) -> None:
         t = Text()
         t.append("you ", style="bold cyan")
-        t.append(printable(self.prompt) + "\n")
+        t.append_text(self._prompt_text)
+        t.append("\n")
+        if self.state == "queued":
+            t.append("queued: runs after what is ahead of it", style="dim italic")
+            self.update(t)
+            return
         t.append(f"{self.model} ", style="bold magenta")
-        t.append(printable(self.prompt), style="dim")
+        tail = self.prompt.rsplit("\n", 1)[-1][-200:]
+        t.append(printable(tail), style="dim")
         t.append(printable(self.completion))
         if self.state == "generating":
             t.append("▌", style="blink")
         elif self.state == "stopped":
             t.append("  [stopped]", style="bold yellow")
+        elif self.state == "failed":
+            t.append("  [failed]", style="bold red")
         if self.footer:
             t.append("\n" + self.footer, style="dim italic")
         self.update(t)

@@ -23,6 +23,8 @@ class SidePanel(Static):
         self.event: TokenEvent | None = None
         self.summary: GenerationSummary | None = None
         self.tokenizer = None
+        self.renders = 0  # token batches rendered (tests check it is one per frame)
+        self._stale = False
         self.render_panel()
 
     def start(self, input_ids: list[int], tokenizer) -> None:
@@ -30,10 +32,21 @@ class SidePanel(Static):
         self.event, self.summary, self.tokenizer = None, None, tokenizer
         self.render_panel()
 
-    def token(self, event: TokenEvent) -> None:
-        self.output_ids.append(event.token_id)
-        self.event = event
-        self.render_panel()
+    def tokens(self, events: list[TokenEvent]) -> None:
+        """Tokens that arrived since the last frame: one render for all of them."""
+        if not events:
+            return
+        self.output_ids.extend(e.token_id for e in events)
+        self.event = events[-1]
+        self.renders += 1
+        if self.display:  # a hidden panel keeps its state but does no rendering work
+            self.render_panel()
+        else:
+            self._stale = True
+
+    def on_show(self) -> None:
+        if self._stale:
+            self.render_panel()
 
     def finish(self, summary: GenerationSummary) -> None:
         self.summary = summary
@@ -41,6 +54,7 @@ class SidePanel(Static):
         self.render_panel()
 
     def render_panel(self) -> None:
+        self._stale = False
         parts = [
             Text("input_ids", style="bold"),
             Text(tensor_text(self.input_ids) if self.input_ids else "(no prompt yet)"),

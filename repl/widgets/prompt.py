@@ -1,30 +1,160 @@
-"""The input line, with Up/Down through the history kept by the session."""
+"""The input box: multi-line text, Enter sends, Up/Down walk the history.
+
+It is a TextArea, so a pasted block of lines arrives whole (a bracketed paste) and is sent
+as one multi-line prompt. A new line inside the box: Ctrl+J, Alt+Enter, or a line ending
+in a backslash, as in line mode.
+
+The box is emptied the moment a line is sent, before any handler runs: text typed
+while the app is busy goes into the next line, never into the one just sent.
+
+A terminal without bracketed paste types a pasted block as keystrokes. Keys that come
+faster than a person types (``BURST`` seconds apart) are taken as a paste: their Enters
+become new lines, and their characters are inserted in one edit rather than one each.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from textual import events
 from textual.binding import Binding
-from textual.widgets import Input
+from textual.message import Message
+from textual.widgets import TextArea
+
+BURST = 0.0005  # seconds between two keys of a paste; a person needs tens of milliseconds
 
 
-class PromptInput(Input):
+class PromptInput(TextArea):
+    DEFAULT_CSS = """
+    PromptInput { height: auto; max-height: 8; }
+    """
     BINDINGS = [
-        Binding("up", "history(-1)", "Previous input", show=False),
-        Binding("down", "history(1)", "Next input", show=False),
+        Binding("ctrl+j,alt+enter,shift+enter", "newline", "New line", show=False),
     ]
 
-    def __init__(self, history: list[str], **kwargs):
-        super().__init__(**kwargs)
-        self.history = history  # the session's list: shared, newest last
+    @dataclass
+    class Submitted(Message):
+        input: PromptInput
+        value: str
+
+    def __init__(self, history: list[str], placeholder: str = "", **kwargs):
+        super().__init__(
+            compact=True, soft_wrap=True, tab_behavior="focus", show_line_numbers=False, **kwargs
+        )
+        self.placeholder = placeholder
+        self.past = history  # the session's list: shared, newest last
         self._pos: int | None = None
+        self._last_key = 0.0
+        self._burst: list[str] = []
+        self._pending_enter = False
+
+    # -- the value, as the app sees it ----------------------------------------------------
+    @property
+    def value(self) -> str:
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+
+    @property
+    def cursor_position(self) -> int:
+        return len(self.text)
+
+    @cursor_position.setter
+    def cursor_position(self, _: int) -> None:
+        self.move_cursor(self.document.end)
+
+    # -- keys -----------------------------------------------------------------------------
+    async def _on_key(self, event: events.Key) -> None:
+        gap = event.time - self._last_key
+        self._last_key = event.time
+        in_burst = gap < BURST
+        if self._pending_enter:  # an Enter inside a burst: a new line, unless the burst ended
+            self._pending_enter = False
+            if in_burst:
+                self._burst.append("\n")
+            else:
+                self.submit()
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            if in_burst:
+                self._pending_enter = True
+                self.set_timer(10 * BURST + 0.01, self._end_burst)
+                return
+            self._flush_burst()
+            if self.text.endswith("\\"):  # a continuation, as in line mode
+                row, col = self.document.end
+                self.replace("\n", (row, col - 1), (row, col))
+                return
+            self.submit()
+            return
+        if in_burst and event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            if not self._burst:
+                self.set_timer(10 * BURST + 0.01, self._end_burst)
+            self._burst.append(event.character)
+            return
+        self._flush_burst()
+        await super()._on_key(event)
+
+    def _end_burst(self) -> None:
+        if self._pending_enter and event_gap_over(self._last_key):
+            # the burst ended on an Enter: it sends, as a person's Enter would
+            self._pending_enter = False
+            self._flush_burst()
+            self.submit()
+            return
+        if self._burst and event_gap_over(self._last_key):
+            self._flush_burst()
+        elif self._burst or self._pending_enter:
+            self.set_timer(10 * BURST + 0.01, self._end_burst)
+
+    def _flush_burst(self) -> None:
+        if self._burst:
+            text, self._burst = "".join(self._burst), []
+            self.insert(text)
+
+    def submit(self) -> None:
+        """Send what is in the box and empty it at once."""
+        self._flush_burst()
+        value = self.text
+        self.load_text("")
+        self._pos = None
+        self.post_message(self.Submitted(self, value))
+
+    def action_newline(self) -> None:
+        self._flush_burst()
+        self.insert("\n")
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not select and self.cursor_location[0] == 0:
+            self.action_history(-1)
+        else:
+            super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        if not select and self.cursor_location[0] == self.document.line_count - 1:
+            self.action_history(1)
+        else:
+            super().action_cursor_down(select)
 
     def action_history(self, delta: int) -> None:
-        if not self.history:
+        if not self.past:
             return
-        pos = len(self.history) if self._pos is None else self._pos
-        pos = max(0, min(len(self.history), pos + delta))
+        pos = len(self.past) if self._pos is None else self._pos
+        pos = max(0, min(len(self.past), pos + delta))
         self._pos = pos
-        self.value = self.history[pos] if pos < len(self.history) else ""
-        self.cursor_position = len(self.value)
+        self.value = self.past[pos] if pos < len(self.past) else ""
 
     def reset_history(self) -> None:
         self._pos = None
+
+
+def event_gap_over(last_key: float) -> bool:
+    from textual import _time
+
+    return _time.get_time() - last_key >= 10 * BURST

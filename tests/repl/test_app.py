@@ -26,8 +26,18 @@ def notices(app):
     return [text_of(n) for n in app.query(NoticeLine)]
 
 
-async def settle(app, pilot):
-    await app.workers.wait_for_complete()
+async def settle(app, pilot, timeout=120.0):
+    """Wait until no load, generation or queued prompt is left (loads run on the app's
+    loader thread, not as Textual workers)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not app.loads.busy and not app.generating and not app.queue:
+            break
+        await pilot.pause(0.02)
     await pilot.pause()
     await pilot.pause()
 

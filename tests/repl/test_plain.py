@@ -114,8 +114,8 @@ def test_generation_cancel_flag_stops_plain_generation(capsys):
     session.settings = session.settings.updated(max_new_tokens=50)
     original = session.run_turn
 
-    def run_turn(prompt, cancel=None, lm=None):  # Ctrl-C arrives after the 2nd token
-        for i, event in enumerate(original(prompt, cancel=cancel, lm=lm)):
+    def run_turn(prompt, cancel=None, lm=None, settings=None):  # Ctrl-C after the 2nd token
+        for i, event in enumerate(original(prompt, cancel=cancel, lm=lm, settings=settings)):
             if i == 1:
                 cancel.set()
             yield event
