@@ -124,3 +124,61 @@ def test_generation_cancel_flag_stops_plain_generation(capsys):
     repl.run_line("go")
     out = capsys.readouterr().out
     assert "[stopped]" in out and session.turns[-1].stats["new_tokens"] == 2
+
+
+def _bad_checkpoints(good, tmp_path):
+    """Checkpoint directories broken the ways issue 8 found: truncated weights, a config
+    that does not match the tensors, a string where a size should be."""
+    import shutil
+
+    bad = {}
+    d = tmp_path / "truncated"
+    shutil.copytree(good, d)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    bad["truncated"] = d
+    d = tmp_path / "mismatch"
+    shutil.copytree(good, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["n_embd"] = 64
+    (d / "config.json").write_text(json.dumps(cfg))
+    bad["mismatch"] = d
+    d = tmp_path / "strsize"
+    shutil.copytree(good, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["n_embd"] = "32"
+    (d / "config.json").write_text(json.dumps(cfg))
+    bad["strsize"] = d
+    return bad
+
+
+def test_line_mode_survives_bad_checkpoints_and_bad_bytes(scratch_tiny_dir, tmp_path):
+    """One real line-mode process, fed every bad checkpoint through both model kinds and
+    lines that are not UTF-8: each bad line is one error line, and the last line runs."""
+    bad = _bad_checkpoints(scratch_tiny_dir, tmp_path)
+    lines = [b":set max_new_tokens=3 greedy=true"]
+    for d in bad.values():
+        lines += [f":model pretrained:{d}".encode(), f":model scratch:{d}".encode()]
+    lines += [b"hi", b"bad \xff\xfe bytes", b"\xc3", b"\xed\xa0\x80 surrogate", b"ROMEO:"]
+    env = {**os.environ, "GPT2_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "repl.cli", "chat", "--plain", "--model",
+         f"scratch:{scratch_tiny_dir}"],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    out = proc.stdout.decode("utf-8", "replace")
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    error_lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(error_lines) == 6, err  # one per bad :model line, nothing else
+    assert all("internal error" not in x for x in error_lines), error_lines
+    # five prompts ran, the last one included, each showing its output tensor
+    assert out.count("output:    tf.Tensor(") == 5, out
+    assert "ROMEO" in out.splitlines()[-3] or "ROMEO" in out
+    history = (tmp_path / "home" / "history.jsonl").read_text(encoding="utf-8")
+    assert "bad \ufffd\ufffd bytes" in history

@@ -1,0 +1,265 @@
+"""The app under pressure: :model switches racing a generation and each other, lines typed
+while it streams, pasted blocks, and quitting in the middle of all of it."""
+
+import random
+import threading
+import time
+
+from textual import events
+
+from repl.app import make_app
+from repl.loads import LoadDone, LoadDropped, LoadFailed, ModelLoads
+from repl.session import Session
+from repl.widgets import ChatTurn, NoticeLine, PromptInput, SidePanel
+from tests.repl.fakes import FakeLM, FakeLoader
+from tests.repl.test_app import SIZE, notices, settle, submit, text_of
+
+
+class SlowLoader(FakeLoader):
+    """A loader that takes `delays[spec]` seconds and records how many loads overlap
+    (the bug: two loads at once imported transformers on two threads)."""
+
+    def __init__(self, delays, **kw):
+        super().__init__(**kw)
+        self.delays = delays
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, spec):
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            time.sleep(self.delays.get(spec, 0.0))
+            return super().__call__(spec)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+async def test_two_model_switches_during_a_generation_the_last_wins_and_quit_works():
+    gate = threading.Event()
+    first = FakeLM("scratch:a", gate=gate, gate_after=3)
+    loader = SlowLoader(
+        {"scratch:b": 2.0, "scratch": 0.1},
+        models={"scratch:a": first, "scratch:b": FakeLM("scratch:b", script="bb")},
+    )
+    app = make_app(model="scratch:a", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=400, greedy=True)
+        await submit(pilot, "go")
+        await pilot.pause(0.1)
+        assert app.generating
+        await submit(pilot, ":model scratch:b")
+        await pilot.pause(0.2)  # b is loading now
+        await submit(pilot, ":model scratch")
+        for _ in range(300):
+            await pilot.pause(0.02)
+            if not app.loads.busy:
+                break
+        await pilot.pause(0.1)
+        assert app.session.current.name == "scratch"  # the last request, not b
+        assert loader.max_active == 1  # never two loads at once
+        assert any("newer :model was asked: not switching" in n for n in notices(app)), notices(app)
+        assert app.generating  # the first turn still streams on its own model
+        t0 = time.monotonic()
+        await submit(pilot, ":quit")
+        await pilot.pause()
+        assert not app.is_running or app._exit_renderables is not None or app.return_code == 0
+    assert time.monotonic() - t0 < 1.0
+    gate.set()
+
+
+async def test_a_request_waiting_behind_a_load_is_dropped_and_says_so():
+    loader = SlowLoader({"scratch:slow": 3.0, "scratch:mid": 0.0, "scratch:end": 0.0})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":model scratch:slow")
+        await pilot.pause(0.1)
+        await submit(pilot, ":model scratch:mid")  # waits behind slow...
+        await submit(pilot, ":model scratch:end")  # ...and is replaced by end
+        await settle(app, pilot)
+        assert app.session.current.name == "scratch:end"
+        assert "scratch:mid" not in loader.calls
+        assert any("scratch:mid: not loaded (superseded by scratch:end)" in n for n in notices(app))
+
+
+async def test_quit_while_a_model_loads_does_not_wait_for_it():
+    gate = threading.Event()  # the load never finishes on its own
+    app = make_app(model="scratch", loader=FakeLoader(gate=gate), history_path=False)
+    t0 = time.monotonic()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert app.loads.busy
+        await submit(pilot, ":quit")
+        await pilot.pause()
+    assert time.monotonic() - t0 < 3.0  # the 30 s gate was not waited for
+    gate.set()
+
+
+async def test_eleven_prompts_typed_during_a_generation_become_eleven_turns_in_order():
+    gate = threading.Event()
+    lm = FakeLM("scratch", gate=gate, gate_after=2)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=3, greedy=True)
+        await submit(pilot, "first")
+        await pilot.pause(0.05)
+        assert app.generating
+        names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+        names += ["india", "juliet", "kilo"]
+        for name in names:
+            await submit(pilot, f"KING {name}")
+        assert app.query_one(PromptInput).value == ""  # cleared at each submit
+        queued = [w for w in app.query(ChatTurn) if w.state == "queued"]
+        assert [w.prompt for w in queued] == [f"KING {n}" for n in names]
+        gate.set()
+        await settle(app, pilot)
+        prompts = [t.prompt for t in app.session.turns]
+        assert prompts == ["first"] + [f"KING {n}" for n in names]
+        assert all(w.state == "done" for w in app.query(ChatTurn))
+
+
+async def test_settings_and_model_are_those_in_force_when_a_prompt_was_typed():
+    gate = threading.Event()
+    a = FakeLM("scratch:a", gate=gate, gate_after=1)
+    loader = FakeLoader(models={"scratch:a": a, "scratch:b": FakeLM("scratch:b", script="b")})
+    app = make_app(model="scratch:a", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=2 greedy=true")
+        await submit(pilot, "one")
+        await pilot.pause(0.05)
+        await submit(pilot, "two")  # queued: 2 tokens, model a
+        await submit(pilot, ":set max_new_tokens=5")
+        await submit(pilot, ":model scratch:b")
+        await submit(pilot, "three")  # queued: 5 tokens, model b
+        gate.set()
+        await settle(app, pilot)
+        got = [(t.prompt, t.model, t.stats["new_tokens"]) for t in app.session.turns]
+        assert got == [("one", "scratch:a", 2), ("two", "scratch:a", 2), ("three", "scratch:b", 5)]
+
+
+async def test_a_bracketed_paste_of_5000_lines_is_one_prompt_and_quit_still_works():
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    block = "\n".join(f"line {i} of the paste" for i in range(5000))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=4, greedy=True)
+        box = app.query_one(PromptInput)
+        box.post_message(events.Paste(block))
+        await pilot.pause()
+        assert box.value == block
+        await pilot.press("enter")
+        await settle(app, pilot)
+        (turn,) = app.session.turns
+        assert turn.prompt == block  # all 5000 lines, not the first one only
+        assert "(5000 lines" in text_of(app.query_one(ChatTurn))
+        t0 = time.monotonic()
+        await submit(pilot, ":quit")
+        await pilot.pause()
+    assert time.monotonic() - t0 < 1.0
+
+
+async def test_an_unbracketed_paste_arrives_as_one_multiline_prompt():
+    """Without bracketed paste a terminal types the block: keys microseconds apart, an
+    Enter per line. They must become one prompt, not one prompt per line."""
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    lines = [f"KING {n}" for n in range(300)]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=2, greedy=True)
+        box = app.query_one(PromptInput)
+        keys = []
+        for line in lines:  # made in one go, as a terminal driver makes them from one read
+            for ch in line:
+                keys.append(events.Key("space" if ch == " " else ch, ch))
+            keys.append(events.Key("enter", "\r"))
+        t0 = time.monotonic()
+        for key in keys:
+            box.post_message(key)
+        await settle(app, pilot)
+        elapsed = time.monotonic() - t0
+        prompts = [t.prompt for t in app.session.turns]
+        assert prompts == ["\n".join(lines)]
+        assert elapsed < 20  # about 3,000 keys: no per-key redraw of the box
+        await submit(pilot, "after")
+        await settle(app, pilot)
+        assert [t.prompt for t in app.session.turns][-1] == "after"
+
+
+async def test_a_500_token_stream_draws_at_most_once_a_frame_and_loses_nothing():
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=500, greedy=True)
+        t0 = time.monotonic()
+        await submit(pilot, "go")
+        await settle(app, pilot)
+        elapsed = time.monotonic() - t0
+        panel = app.query_one(SidePanel)
+        summary = app.session.turns[-1]
+        assert summary.stats["new_tokens"] == 500
+        assert panel.output_ids == summary.output_ids  # every streamed token, in order
+        assert app.query_one(ChatTurn).completion == summary.text
+        frames = elapsed / app.FRAME_S + 2
+        assert panel.renders <= frames, (panel.renders, elapsed)
+        assert panel.renders < 500
+
+
+def test_model_loads_latest_wins_under_random_timings():
+    """ModelLoads on its own, raced: random request bursts with random load times.
+    Whatever the timing, loads never overlap, every request is answered exactly once, and
+    a front end that activates only the newest ticket (as the app does) ends on the model
+    asked for last."""
+    rng = random.Random(7)
+    for trial in range(30):
+        delays = {f"scratch:m{i}": rng.uniform(0, 0.02) for i in range(6)}
+        loader = SlowLoader(delays)
+        session = Session(model="scratch", loader=loader, history_path=False)
+        got, done, tickets, specs = [], threading.Event(), [], []
+        box = {}
+
+        def report(event, got=got, done=done, tickets=tickets, session=session, box=box):
+            got.append(event)
+            if isinstance(event, LoadDone) and event.ticket == box["loads"].latest:
+                session.activate(event.lm)
+            if event.ticket == tickets[-1] and not isinstance(event, LoadDropped):
+                done.set()
+
+        loads = box["loads"] = ModelLoads(session, report)
+        for _ in range(rng.randint(1, 6)):
+            specs.append(rng.choice(list(delays)))
+            tickets.append(loads.request(specs[-1]))
+            time.sleep(rng.uniform(0, 0.015))
+        assert done.wait(10), trial
+        time.sleep(0.03)
+        assert loader.max_active == 1
+        answered = sorted(e.ticket for e in got)
+        assert answered == sorted(tickets), (trial, got)  # each exactly once
+        assert session.current.name == specs[-1]
+        assert not any(isinstance(e, LoadFailed) for e in got)
+        loads.close()
+
+
+async def test_error_notices_from_a_crashing_model_keep_the_app_alive():
+    class Broken(FakeLM):
+        def _step(self, token_id):
+            raise RuntimeError("boom inside the model")
+
+    loader = FakeLoader(models={"scratch": Broken("scratch")})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=5")
+        await submit(pilot, "one")
+        await submit(pilot, "two")
+        await settle(app, pilot)
+        errors = [text_of(n) for n in app.query(NoticeLine) if n.has_class("error")]
+        assert sum("boom inside the model" in e for e in errors) == 2
+        assert [w.state for w in app.query(ChatTurn)] == ["failed", "failed"]
+        assert not app.generating and app.is_running
