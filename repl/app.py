@@ -80,6 +80,7 @@ class GPT2App(App):
         Binding("ctrl+l", "clear", "Clear", id="clear"),
     ]
     FRAME_S = 1 / 30  # tokens are drawn at most this often, however fast they come
+    QUEUE_SHOWN = 20  # queued prompts shown as turns; the rest are counted in the status bar
 
     def __init__(
         self,
@@ -182,10 +183,11 @@ class GPT2App(App):
             self.request_model(action.spec)
         elif isinstance(action, Generate | Compare):
             widget = None
-            if isinstance(action, Generate):
-                self._turn_counter += 1
+            shown = sum(1 for _, w in self.queue if w is not None)
+            if isinstance(action, Generate) and shown < self.QUEUE_SHOWN:
+                # a queued prompt shows at once; past QUEUE_SHOWN (a pasted script of
+                # thousands of lines) the status bar counts them and each shows as it starts
                 widget = self.chat.add(ChatTurn(action.model or "?", action.prompt, "queued"))
-                self.turn_widgets[self._turn_counter] = widget
             self.queue.append((action, widget))
             if self.session.current is None and not self.generating:
                 self.chat.add(NoticeLine("queued: it runs when the model is ready"))
@@ -239,7 +241,11 @@ class GPT2App(App):
             )
             self.compare(action.prompt, self.cancel)
         else:
-            turn = next(n for n, w in self.turn_widgets.items() if w is widget)
+            self._turn_counter += 1
+            turn = self._turn_counter
+            if widget is None:
+                widget = self.chat.add(ChatTurn(lm.name, action.prompt))
+            self.turn_widgets[turn] = widget
             self._running_turn = turn
             widget.start(lm.name)
             self.generate(turn, action.prompt, lm, action.settings, self.cancel)
@@ -444,11 +450,14 @@ class GPT2App(App):
             self.panel.render_panel()
 
     def action_clear(self) -> None:
-        self.chat.remove_children()
-        self.turn_widgets = {n: w for n, w in self.turn_widgets.items() if w.state == "queued"}
-        for _, widget in self.queue:
-            if widget is not None:
-                self.chat.add(widget)
+        keep = [w for w in self.chat.children if getattr(w, "state", "") in ("queued",)]
+        running = self.turn_widgets.get(self._running_turn)
+        if running is not None and running.state == "generating":
+            keep.insert(0, running)
+        for child in list(self.chat.children):
+            if child not in keep:
+                child.remove()
+        self.turn_widgets = {n: w for n, w in self.turn_widgets.items() if w in keep}
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -7,9 +7,10 @@ in a backslash, as in line mode.
 The box is emptied the moment a line is sent, before any handler runs: text typed
 while the app is busy goes into the next line, never into the one just sent.
 
-A terminal without bracketed paste types a pasted block as keystrokes. Keys that come
-faster than a person types (``BURST`` seconds apart) are taken as a paste: their Enters
-become new lines, and their characters are inserted in one edit rather than one each.
+A terminal without bracketed paste types a pasted block as keystrokes, an Enter per
+line: each line is then sent (and queued) as typed. Characters that come faster than a
+person types (``BURST`` seconds apart) are inserted in one edit rather than one each, so
+a large paste costs little more than reading it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class PromptInput(TextArea):
         self._pos: int | None = None
         self._last_key = 0.0
         self._burst: list[str] = []
-        self._pending_enter = False
 
     # -- the value, as the app sees it ----------------------------------------------------
     @property
@@ -70,48 +70,36 @@ class PromptInput(TextArea):
     async def _on_key(self, event: events.Key) -> None:
         gap = event.time - self._last_key
         self._last_key = event.time
-        in_burst = gap < BURST
-        if self._pending_enter:  # an Enter inside a burst: a new line, unless the burst ended
-            self._pending_enter = False
-            if in_burst:
-                self._burst.append("\n")
-            else:
-                self.submit()
         if event.key == "enter":
             event.stop()
             event.prevent_default()
-            if in_burst:
-                self._pending_enter = True
-                self.set_timer(10 * BURST + 0.01, self._end_burst)
-                return
             self._flush_burst()
             if self.text.endswith("\\"):  # a continuation, as in line mode
                 row, col = self.document.end
                 self.replace("\n", (row, col - 1), (row, col))
                 return
-            self.submit()
+            self.submit()  # every Enter sends its line, however fast they come
             return
-        if in_burst and event.is_printable and event.character:
+        if gap < BURST and event.is_printable and event.character:
+            # typed faster than a person can: a paste or a script. Gather the characters
+            # and insert them in one edit (one redraw), not one edit per key.
             event.stop()
             event.prevent_default()
             if not self._burst:
-                self.set_timer(10 * BURST + 0.01, self._end_burst)
+                self.set_timer(0.02, self._end_burst)
             self._burst.append(event.character)
             return
         self._flush_burst()
         await super()._on_key(event)
 
+    async def _on_paste(self, event: events.Paste) -> None:
+        self._flush_burst()
+        event.stop()  # handled here: a paste bubbling on would be inserted again
+        event.prevent_default()
+        await super()._on_paste(event)
+
     def _end_burst(self) -> None:
-        if self._pending_enter and event_gap_over(self._last_key):
-            # the burst ended on an Enter: it sends, as a person's Enter would
-            self._pending_enter = False
-            self._flush_burst()
-            self.submit()
-            return
-        if self._burst and event_gap_over(self._last_key):
-            self._flush_burst()
-        elif self._burst or self._pending_enter:
-            self.set_timer(10 * BURST + 0.01, self._end_burst)
+        self._flush_burst()
 
     def _flush_burst(self) -> None:
         if self._burst:
@@ -152,9 +140,3 @@ class PromptInput(TextArea):
 
     def reset_history(self) -> None:
         self._pos = None
-
-
-def event_gap_over(last_key: float) -> bool:
-    from textual import _time
-
-    return _time.get_time() - last_key >= 10 * BURST

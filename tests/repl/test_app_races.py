@@ -165,31 +165,58 @@ async def test_a_bracketed_paste_of_5000_lines_is_one_prompt_and_quit_still_work
     assert time.monotonic() - t0 < 1.0
 
 
-async def test_an_unbracketed_paste_arrives_as_one_multiline_prompt():
-    """Without bracketed paste a terminal types the block: keys microseconds apart, an
-    Enter per line. They must become one prompt, not one prompt per line."""
+def _typed(lines):
+    """Key events as a terminal driver makes them from one read: microseconds apart."""
+    keys = []
+    for line in lines:
+        for ch in line:
+            keys.append(events.Key("space" if ch == " " else ch, ch))
+        keys.append(events.Key("enter", "\r"))
+    return keys
+
+
+async def test_lines_typed_faster_than_a_person_are_each_queued_once_in_order():
+    """A script (tmux send-keys) or an unbracketed paste types lines with an Enter each,
+    microseconds apart: every line is its own prompt, none merged, lost or repeated."""
     app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
-    lines = [f"KING {n}" for n in range(300)]
+    lines = [f"KING {n}" for n in range(60)]
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         app.session.settings = app.session.settings.updated(max_new_tokens=2, greedy=True)
         box = app.query_one(PromptInput)
-        keys = []
-        for line in lines:  # made in one go, as a terminal driver makes them from one read
-            for ch in line:
-                keys.append(events.Key("space" if ch == " " else ch, ch))
-            keys.append(events.Key("enter", "\r"))
+        for key in _typed(lines):
+            box.post_message(key)
+        await settle(app, pilot)
+        assert [t.prompt for t in app.session.turns] == lines
+        assert len(list(app.query(ChatTurn))) == 60
+
+
+async def test_an_unbracketed_5000_line_paste_leaves_quit_working_within_a_second():
+    gate = threading.Event()
+    lm = FakeLM("scratch", gate=gate, gate_after=1)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    lines = [f"line {n} of a long pasted script" for n in range(5000)]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        box = app.query_one(PromptInput)
+        keys = _typed(lines)
         t0 = time.monotonic()
         for key in keys:
             box.post_message(key)
-        await settle(app, pilot)
-        elapsed = time.monotonic() - t0
-        prompts = [t.prompt for t in app.session.turns]
-        assert prompts == ["\n".join(lines)]
-        assert elapsed < 20  # about 3,000 keys: no per-key redraw of the box
-        await submit(pilot, "after")
-        await settle(app, pilot)
-        assert [t.prompt for t in app.session.turns][-1] == "after"
+        for _ in range(6000):  # until every key is read
+            await pilot.pause(0.01)
+            if len(app.queue) >= 4999:
+                break
+        read_s = time.monotonic() - t0
+        assert len(app.queue) == 4999  # the first runs (held by the gate), the rest wait
+        assert len(list(app.query(ChatTurn))) <= app.QUEUE_SHOWN + 1
+        t1 = time.monotonic()
+        await submit(pilot, ":quit")
+        await pilot.pause()
+    quit_s = time.monotonic() - t1
+    gate.set()
+    assert quit_s < 1.0
+    assert read_s < 60, read_s  # 175,000 keys; a per-key redraw took minutes
 
 
 async def test_a_500_token_stream_draws_at_most_once_a_frame_and_loses_nothing():
