@@ -79,7 +79,9 @@ class GPT2App(App):
         Binding("f2", "toggle_panel", "Tensors", id="toggle-panel"),
         Binding("ctrl+l", "clear", "Clear", id="clear"),
     ]
-    FRAME_S = 1 / 30  # tokens are drawn at most this often, however fast they come
+    # Tokens are drawn at most this often, however fast they come: one frame of the chat
+    # and the panel costs tens of milliseconds of the interpreter the decoder needs too.
+    FRAME_S = 1 / 15
     QUEUE_SHOWN = 20  # queued prompts shown as turns; the rest are counted in the status bar
 
     def __init__(
