@@ -135,7 +135,12 @@ class GPT2App(App):
                 "prompts run when it is ready; :help lists commands)"
             )
         )
-        self.session.wanted_model = self.session.requested
+        from gpt2core.specs import parse_spec
+
+        try:
+            self.session.wanted_model = str(parse_spec(self.session.requested))
+        except user_errors():
+            self.session.wanted_model = None  # the load reports the bad spec
         self.loads.request(self.session.requested, startup=True)
         self.refresh_status()
 

@@ -42,7 +42,7 @@ class PlainREPL:
 
     def say(self, text: str, error: bool = False) -> None:
         stream = self.err if error else self.out
-        stream.write(("error: " if error else "") + text + "\n")
+        stream.write(("error: " if error else "") + printable(text) + "\n")
         stream.flush()
 
     def start(self) -> None:
@@ -113,7 +113,7 @@ class PlainREPL:
     def _generate(self, prompt: str, settings=None) -> None:
         s = self.session
         try:
-            label = f"[{s.current.name}] "
+            label = f"[{printable(s.current.name)}] "
             for event in s.run_turn(prompt, cancel=self.cancel, settings=settings):
                 if label:  # after encoding succeeded: an error line stays one line
                     self.out.write(label)

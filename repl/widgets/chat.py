@@ -66,7 +66,7 @@ class ChatTurn(Static):
             t.append("queued: runs after what is ahead of it", style="dim italic")
             self.update(t)
             return
-        t.append(f"{self.model} ", style="bold magenta")
+        t.append(f"{printable(self.model)} ", style="bold magenta")
         tail = self.prompt.rsplit("\n", 1)[-1][-200:]
         t.append(printable(tail), style="dim")
         t.append(printable(self.completion))
@@ -92,7 +92,7 @@ class CompareView(Horizontal):
         r = self.result
         for summary, tok in ((r.left, self.tokenizers[0]), (r.right, self.tokenizers[1])):
             t = Text()
-            t.append(f"{summary.model}\n", style="bold magenta")
+            t.append(f"{printable(summary.model)}\n", style="bold magenta")
             new = summary.output_ids[len(summary.input_ids) :]
             for i, token in enumerate(new):
                 piece = tok.decode([token]) if tok else str(token)

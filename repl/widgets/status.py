@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from repl.terminal import safe
+
 
 class StatusBar(Static):
     def show(
@@ -18,7 +20,7 @@ class StatusBar(Static):
     ) -> None:
         t = Text()
         t.append(f" {state} ", style="reverse bold" if state != "ready" else "reverse")
-        t.append(f"  {model}", style="bold")
+        t.append(f"  {safe(model)}", style="bold")
         s = settings
         mode = "greedy" if s.is_greedy else f"T={s.temperature:g} top_k={s.top_k} top_p={s.top_p:g}"
         t.append(f"  {mode} max_new={s.max_new_tokens} seed={s.seed}")
