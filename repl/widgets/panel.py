@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -63,18 +63,19 @@ class SidePanel(Static):
         ]
         if self.event is not None and self.tokenizer is not None:
             parts.append(Text(f"\nnext-token candidates, step {self.event.step}", style="bold"))
-            table = Table.grid(padding=(0, 1))
-            for c in self.event.candidates:
+            rows = Text()  # plain lines, not a rich Table: this redraws every frame
+            cands = self.event.candidates
+            shown = [repr(printable(piece(self.tokenizer, c.token_id)))[:18] for c in cands]
+            width = max(cell_len(x) for x in shown)
+            for c, label in zip(cands, shown, strict=True):
                 bar = "█" * max(1, round(c.prob * self.BAR)) if c.prob > 0.005 else "·"
-                mark = "◀" if c.chosen else ""
-                table.add_row(
-                    Text(f"{c.token_id:>6}", style="cyan"),
-                    Text(repr(printable(piece(self.tokenizer, c.token_id)))[:18]),
-                    Text(f"{c.prob:6.1%}"),
-                    Text(bar, style="green"),
-                    Text(mark, style="bold yellow"),
-                )
-            parts.append(table)
+                rows.append(f"{c.token_id:>6} ", style="cyan")
+                rows.append(label + " " * (1 + width - cell_len(label)))
+                rows.append(f"{c.prob:6.1%} ")
+                rows.append(bar, style="green")
+                rows.append(" ◀\n" if c.chosen else "\n", style="bold yellow")
+            rows.rstrip()
+            parts.append(rows)
         if self.summary is not None:
             parts.append(Text("\nlast turn", style="bold"))
             parts.append(Text(stats_line(self.summary).replace(" | ", "\n")))
