@@ -30,6 +30,7 @@ class ChatTurn(Static):
         self.state = state  # queued | generating | done | stopped | failed
         self.footer = ""
         self._prompt_text = self._shown_prompt(prompt)
+        self._rows = -1
         self._refresh_text()
 
     @classmethod
@@ -50,14 +51,19 @@ class ChatTurn(Static):
         self._refresh_text()
 
     def append(self, text: str) -> None:
+        """Add streamed text. A layout pass (the costly part of a frame) is asked for only
+        when the turn may have grown a line: a newline, or about a line's worth of text."""
         self.completion += text
-        self._refresh_text()
+        width = max(self.size.width, 20)
+        rows = self.completion.count("\n") + len(self.completion) // width
+        self._refresh_text(layout=rows != self._rows)
+        self._rows = rows
 
     def finish(self, state: str, footer: str = "") -> None:
         self.state, self.footer = state, footer
         self._refresh_text()
 
-    def _refresh_text(self) -> None:
+    def _refresh_text(self, layout: bool = True) -> None:
         t = Text()
         t.append("you ", style="bold cyan")
         t.append_text(self._prompt_text)
@@ -78,7 +84,7 @@ class ChatTurn(Static):
             t.append("  [failed]", style="bold red")
         if self.footer:
             t.append("\n" + self.footer, style="dim italic")
-        self.update(t)
+        self.update(t, layout=layout)
 
 
 class CompareView(Horizontal):

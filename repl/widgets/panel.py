@@ -25,6 +25,7 @@ class SidePanel(Static):
         self.tokenizer = None
         self.renders = 0  # token batches rendered (tests check it is one per frame)
         self._stale = False
+        self._lines = 0
         self.render_panel()
 
     def start(self, input_ids: list[int], tokenizer) -> None:
@@ -40,7 +41,11 @@ class SidePanel(Static):
         self.event = events[-1]
         self.renders += 1
         if self.display:  # a hidden panel keeps its state but does no rendering work
-            self.render_panel()
+            # the panel's size is fixed: lay out again only when the output tensor's text
+            # may have grown a line (about 8 ids a line at this width)
+            lines = len(self.output_ids) // 8
+            self.render_panel(layout=lines != self._lines)
+            self._lines = lines
         else:
             self._stale = True
 
@@ -53,7 +58,7 @@ class SidePanel(Static):
         self.input_ids, self.output_ids = summary.input_ids, summary.output_ids
         self.render_panel()
 
-    def render_panel(self) -> None:
+    def render_panel(self, layout: bool = True) -> None:
         self._stale = False
         parts = [
             Text("input_ids", style="bold"),
@@ -79,4 +84,4 @@ class SidePanel(Static):
         if self.summary is not None:
             parts.append(Text("\nlast turn", style="bold"))
             parts.append(Text(stats_line(self.summary).replace(" | ", "\n")))
-        self.update(Group(*parts))
+        self.update(Group(*parts), layout=layout)

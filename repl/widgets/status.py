@@ -28,4 +28,4 @@ class StatusBar(Static):
             t.append(f"  ctx {context[0]}/{context[1]}")
         if rate:
             t.append(f"  {rate:.1f} tok/s")
-        self.update(t)
+        self.update(t, layout=False)  # one line, always: no layout pass needed
