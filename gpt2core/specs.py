@@ -137,14 +137,24 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
         transformers.logging.set_verbosity_error()
         patch_transformers_safetensors()
         try:
-            hf = TFGPT2LMHeadModel.from_pretrained(
-                str(directory), use_safetensors=weights_path.name == SAFETENSORS_NAME
+            hf, info = TFGPT2LMHeadModel.from_pretrained(
+                str(directory),
+                use_safetensors=weights_path.name == SAFETENSORS_NAME,
+                output_loading_info=True,
             )
         except Exception as e:  # transformers' loading errors are many and untyped
             first = (str(e).strip().splitlines() or [""])[0][:160]
             raise CheckpointError(
                 f"{weights_path}: transformers cannot load it ({type(e).__name__}: {first})"
             ) from None
+    # Our check reads names more leniently than transformers matches them (a renamed
+    # top-level group in an .h5): whatever it still did not find, it left random.
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise CheckpointError(
+            f"{weights_path}: transformers found no weights for {', '.join(map(str, missing[:3]))}"
+            f" (it would run them with random values)"
+        )
     for w in hf.weights:
         if not bool(tf.reduce_all(tf.math.is_finite(w))):
             raise CheckpointError(

@@ -120,7 +120,11 @@ def _hf_name(name: str) -> str:
     return _hf_name_from_tf(name) if "/" in name else name.removeprefix("transformer.")
 
 
-_FLOAT_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64"}
+def _numpy_dtype_name(safetensors_dtype: str) -> str:
+    """'F32' -> 'float32', 'BF16' -> 'bfloat16', 'I64' -> 'int64', 'U8' -> 'uint8'."""
+    kinds = {"F": "float", "BF": "bfloat", "I": "int", "U": "uint"}
+    kind, bits = safetensors_dtype.rstrip("0123456789"), safetensors_dtype.lstrip("BFIU")
+    return f"{kinds[kind]}{bits}" if kind in kinds and bits.isdigit() else safetensors_dtype.lower()
 
 
 @contextlib.contextmanager
@@ -135,7 +139,7 @@ def read_safetensors(path: Path) -> Iterator[TensorFile]:
         for key in handle.keys():
             view = handle.get_slice(key)
             dtype = view.get_dtype()
-            entries[_hf_name(key)] = (key, tuple(view.get_shape()), _FLOAT_DTYPES.get(dtype, dtype))
+            entries[_hf_name(key)] = (key, tuple(view.get_shape()), _numpy_dtype_name(dtype))
     except (SafetensorError, ValueError) as e:
         raise CheckpointError(
             f"{path}: truncated or not a safetensors file ({_first_line(e)})"
