@@ -116,7 +116,6 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
     file that lacks layers, ``from_pretrained`` starts them from random weights with a log
     line nobody sees, and a config with absurd sizes is allocated before it is compared to
     anything. Whatever transformers still raises becomes one CheckpointError line."""
-    from gpt2core._tf import tf
     from gpt2core.weights import (
         SAFETENSORS_NAME,
         _hf_name_from_tf,
@@ -129,6 +128,8 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
     directory = resolve(spec.target)
     load_config(directory)  # a missing/bad config.json is one line before n_inner is read
     config, weights_path = check_checkpoint(directory, n_inner=_n_inner(directory))
+    from gpt2core._tf import tf  # TensorFlow: only once the checkpoint passed its checks
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import transformers

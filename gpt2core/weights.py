@@ -388,8 +388,6 @@ def load_model(spec: str | os.PathLike):
 
     The checkpoint is checked whole before the model's weights are allocated, and read
     one tensor at a time into them."""
-    from gpt2core.model import GPT2
-
     directory = resolve(str(spec))
     config, path = check_checkpoint(directory)
     raw = GPT2Config.read_dict(directory)  # read (and checked) a moment ago
@@ -399,6 +397,8 @@ def load_model(spec: str | os.PathLike):
             f"{directory / CONFIG_NAME}: uses {', '.join(unsupported)}, which gpt2core's "
             f"GPT-2 does not implement (load it as pretrained:{directory})"
         )
+    from gpt2core.model import GPT2  # TensorFlow: only once the checkpoint passed its checks
+
     model = GPT2(config)
     with open_weights(path) as tensors:
         assign_tensors(model, tensors, path)
