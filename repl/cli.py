@@ -15,7 +15,7 @@ from gpt2core.errors import UserError
 
 USER_ERROR = 2
 # Subcommands that print to the terminal while TensorFlow runs: its native log lines go to
-# the log file (repl.logs), as in the app. chat sets up its own (the app, line mode).
+# the log file (repl.logs), as in the app (which sets up its own); line mode too.
 QUIET_COMMANDS = ("generate", "train", "tokenize")
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
     quiet = contextlib.nullcontext()
-    if args.command in QUIET_COMMANDS:
+    if args.command in QUIET_COMMANDS or getattr(args, "plain", False):
         from repl.logs import native_logs_to_file
 
         quiet = native_logs_to_file()
