@@ -280,7 +280,7 @@ def assign_tensors(model, tensors: Mapping[str, np.ndarray], source: str | os.Pa
     )
     validate_tensors(shapes, expected_shapes(model.config), source, dtypes)
     for name, var in hf_variables(model).items():
-        value = np.asarray(tensors[name]).reshape(tuple(var.shape)).astype(np.float32)
+        value = np.asarray(tensors[name]).reshape(tuple(var.shape)).astype(np.float32, copy=False)
         check_finite(name, value, source)  # after the cast: a float64 1e300 is inf here
         var.assign(value)
 
