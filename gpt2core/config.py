@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,18 @@ from typing import Any
 from gpt2core.errors import UserError
 
 CONFIG_NAME = "config.json"
+
+# Upper bounds on the sizes a config may ask for. GPT-2 XL is 48 layers x 1600 wide with
+# 1024 positions and 50257 tokens; these leave room for far larger models, yet refuse a
+# typo such as ``n_positions: 1000000000`` (a 128 GB position table) before anything is
+# allocated. Whether a model within them fits this machine is ``check_fits_memory``'s job.
+MAX_SIZES = {
+    "n_layer": 1024,
+    "n_head": 1024,
+    "n_embd": 65536,
+    "n_positions": 131072,
+    "vocab_size": 4_194_304,
+}
 
 
 class ConfigError(UserError):
@@ -37,14 +50,23 @@ class GPT2Config:
     eos_token_id: int = 50256
 
     def __post_init__(self) -> None:
-        for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
+        for name, most in MAX_SIZES.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if value > most:
+                raise ConfigError(f"{name} is {value}, above this tool's limit of {most}")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, low, high in (
+            ("dropout", 0.0, 1.0),
+            ("layer_norm_epsilon", 0.0, 1.0),
+            ("initializer_range", 0.0, 10.0),
+        ):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not low <= value < high or (name == "layer_norm_epsilon" and not value):
+                raise ConfigError(f"{name} must be a number in [{low:g}, {high:g}), got {value!r}")
 
     @property
     def head_size(self) -> int:
@@ -85,31 +107,30 @@ class GPT2Config:
 
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> GPT2Config:
+        """Read HF's config.json keys strictly: a size must be a JSON integer (``"32"`` or
+        ``32.5`` is refused, not coerced), a rate a JSON number."""
         if d.get("model_type", "gpt2") != "gpt2":
             raise ConfigError(f"model_type is {d.get('model_type')!r}, not 'gpt2'")
         act = d.get("activation_function", "gelu_new")
         if act not in ("gelu_new", "gelu_pytorch_tanh"):
             raise ConfigError(f"activation_function {act!r} is not GPT-2's tanh GELU")
-        try:
-            return cls(
-                n_layer=int(d["n_layer"]),
-                n_head=int(d["n_head"]),
-                n_embd=int(d["n_embd"]),
-                n_positions=int(d.get("n_positions", d.get("n_ctx", 1024))),
-                vocab_size=int(d["vocab_size"]),
-                layer_norm_epsilon=float(d.get("layer_norm_epsilon", 1e-5)),
-                dropout=float(d.get("resid_pdrop", 0.0)),
-                initializer_range=float(d.get("initializer_range", 0.02)),
-                bos_token_id=int(d.get("bos_token_id") or 50256),
-                eos_token_id=int(d.get("eos_token_id") or 50256),
-            )
-        except KeyError as e:
-            raise ConfigError(f"missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise ConfigError(str(e)) from None
+        n_positions = d.get("n_positions", d.get("n_ctx", 1024))
+        return cls(
+            n_layer=_integer(d, "n_layer"),
+            n_head=_integer(d, "n_head"),
+            n_embd=_integer(d, "n_embd"),
+            n_positions=_integer({"n_positions": n_positions}, "n_positions"),
+            vocab_size=_integer(d, "vocab_size"),
+            layer_norm_epsilon=_number(d, "layer_norm_epsilon", 1e-5),
+            dropout=_number(d, "resid_pdrop", 0.0),
+            initializer_range=_number(d, "initializer_range", 0.02),
+            bos_token_id=_token_id(d, "bos_token_id"),
+            eos_token_id=_token_id(d, "eos_token_id"),
+        )
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> GPT2Config:
+    @staticmethod
+    def read_dict(directory: str | os.PathLike) -> dict[str, Any]:
+        """The raw JSON object of ``directory/config.json`` (one-line errors)."""
         path = Path(directory) / CONFIG_NAME
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
@@ -117,17 +138,90 @@ class GPT2Config:
             raise ConfigError(f"{path}: no config.json (not a checkpoint directory)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except OSError as e:  # a directory, no permission, an I/O error
+            raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a JSON object")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> GPT2Config:
+        d = cls.read_dict(directory)
         try:
             return cls.from_hf_dict(d)
         except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+            raise ConfigError(f"{Path(directory) / CONFIG_NAME}: {e}") from None
 
     def save(self, directory: str | os.PathLike) -> None:
         from gpt2core.fsutil import atomic_write_text
 
         atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_hf_dict(), indent=2))
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the kernel's MemAvailable, lowered to what a
+    cgroup (a container's memory limit) leaves; None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        current = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(max(0, int(limit) - int(current)))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return min(found)
+
+
+def check_fits_memory(n_params: int, what: str, copies: float = 2.0) -> None:
+    """Refuse, as one line, a model whose fp32 weights (times ``copies``: loading holds the
+    variables plus what is being read into them) exceed the memory this machine has free,
+    before TensorFlow tries and dies with ResourceExhaustedError."""
+    need = int(n_params * 4 * copies)
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"{what}: {n_params / 1e6:,.0f}M parameters need about {need / 2**30:,.1f} GiB "
+            f"to load, and this machine has {free / 2**30:,.1f} GiB free"
+        )
+
+
+def _integer(d: dict[str, Any], key: str) -> int:
+    if key not in d:
+        raise ConfigError(f"missing key {key!r}")
+    value = d[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _number(d: dict[str, Any], key: str, default: float) -> float:
+    value = d.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _token_id(d: dict[str, Any], key: str) -> int:
+    value = d.get(key)
+    if value is None:
+        return 50256  # GPT-2's <|endoftext|>
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key} must be a non-negative integer or null, got {value!r}")
+    return value
 
 
 PRESETS: dict[str, GPT2Config] = {

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt2core.config import PRESETS
+from gpt2core.config import CONFIG_NAME, MAX_SIZES, PRESETS, GPT2Config
 from gpt2core.errors import UserError
 from gpt2core.generate import LanguageModel, PretrainedLM, ScratchLM
 from gpt2core.tokenizer import TokenizerError, has_tokenizer, load_tokenizer
@@ -65,15 +65,9 @@ def load_lm(spec: str | Spec) -> LanguageModel:
     """Load the model a spec names. Raises SpecError/CheckpointError/TokenizerError (user
     errors, one line each)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    try:
-        if spec.kind == "scratch":
-            return _load_scratch(spec)
-        return _load_pretrained(spec)
-    except (CheckpointError, TokenizerError, SpecError):
-        raise
-    except (OSError, ValueError) as e:  # transformers' own loading errors
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{spec.target}: cannot load ({first[:160]})") from None
+    if spec.kind == "scratch":
+        return _load_scratch(spec)
+    return _load_pretrained(spec)
 
 
 def _load_scratch(spec: Spec) -> ScratchLM:
@@ -102,11 +96,40 @@ def _load_scratch(spec: Spec) -> ScratchLM:
     )
 
 
+def _n_inner(directory: Path) -> int | None:
+    """HF's optional MLP width, which transformers honours (gpt2core does not)."""
+    n_inner = GPT2Config.read_dict(directory).get("n_inner")
+    if n_inner is not None and (
+        not isinstance(n_inner, int)
+        or isinstance(n_inner, bool)
+        or not 0 < n_inner <= 4 * MAX_SIZES["n_embd"]
+    ):
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: n_inner must be null or a positive integer up to "
+            f"{4 * MAX_SIZES['n_embd']}, got {n_inner!r}"
+        )
+    return n_inner
+
+
 def _load_pretrained(spec: Spec) -> PretrainedLM:
-    from gpt2core.weights import load_config, patch_transformers_safetensors, resolve
+    """transformers' TFGPT2LMHeadModel, after checking the checkpoint ourselves: given a
+    file that lacks layers, ``from_pretrained`` starts them from random weights with a log
+    line nobody sees, and a config with absurd sizes is allocated before it is compared to
+    anything. Whatever transformers still raises becomes one CheckpointError line."""
+    from gpt2core.weights import (
+        SAFETENSORS_NAME,
+        _hf_name_from_tf,
+        check_checkpoint,
+        load_config,
+        patch_transformers_safetensors,
+        resolve,
+    )
 
     directory = resolve(spec.target)
-    config = load_config(directory)  # clear error for a missing/bad config.json
+    load_config(directory)  # a missing/bad config.json is one line before n_inner is read
+    config, weights_path = check_checkpoint(directory, n_inner=_n_inner(directory))
+    from gpt2core._tf import tf  # TensorFlow: only once the checkpoint passed its checks
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import transformers
@@ -114,7 +137,31 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
 
         transformers.logging.set_verbosity_error()
         patch_transformers_safetensors()
-        hf = TFGPT2LMHeadModel.from_pretrained(str(directory))
+        try:
+            hf, info = TFGPT2LMHeadModel.from_pretrained(
+                str(directory),
+                use_safetensors=weights_path.name == SAFETENSORS_NAME,
+                output_loading_info=True,
+            )
+        except Exception as e:  # transformers' loading errors are many and untyped
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise CheckpointError(
+                f"{weights_path}: transformers cannot load it ({type(e).__name__}: {first})"
+            ) from None
+    # Our check reads names more leniently than transformers matches them (a renamed
+    # top-level group in an .h5): whatever it still did not find, it left random.
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise CheckpointError(
+            f"{weights_path}: transformers found no weights for {', '.join(map(str, missing[:3]))}"
+            f" (it would run them with random values)"
+        )
+    for w in hf.weights:
+        if not bool(tf.reduce_all(tf.math.is_finite(w))):
+            raise CheckpointError(
+                f"{weights_path}: tensor {_hf_name_from_tf(w.name)} holds NaN or infinite "
+                f"values (a corrupt checkpoint, or a run that diverged)"
+            )
     tok = _tokenizer_for(directory, config.vocab_size)
     lm = PretrainedLM(hf, tok, name=str(spec))
     lm.description = (

@@ -12,6 +12,7 @@ not a table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2core.config import CONFIG_NAME, ConfigError, GPT2Config
+from gpt2core.config import CONFIG_NAME, ConfigError, GPT2Config, check_fits_memory
 from gpt2core.errors import UserError
 
 SAFETENSORS_NAME = "model.safetensors"
@@ -79,61 +80,209 @@ def _hf_name_from_tf(name: str) -> str:
     return name
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+class TensorFile(Mapping):
+    """A weights file opened lazily: every tensor's HF name, shape and dtype come from the
+    header at once, its data only when asked for. So a file is checked against its config
+    before anything big is read or allocated, and loading holds one tensor at a time, not
+    a second copy of the model."""
+
+    def __init__(self, path: Path, entries: dict[str, tuple[str, tuple[int, ...], str]], read):
+        self.path = path
+        self._entries = entries  # HF name -> (name in the file, shape, dtype)
+        self._read = read
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: shape for name, (_, shape, _) in self._entries.items()}
+
+    def dtype(self, name: str) -> str:
+        return self._entries[name][2]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self._read(self._entries[name][0])
+        except (OSError, ValueError, RuntimeError) as e:  # corrupt data past a sound header
+            raise CheckpointError(f"{self.path}: cannot read {name} ({_first_line(e)})") from None
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _hf_name(name: str) -> str:
+    """A tensor's name in HF's PyTorch layout, whichever layout the file uses."""
+    return _hf_name_from_tf(name) if "/" in name else name.removeprefix("transformer.")
+
+
+def _numpy_dtype_name(safetensors_dtype: str) -> str:
+    """'F32' -> 'float32', 'BF16' -> 'bfloat16', 'I64' -> 'int64', 'U8' -> 'uint8'."""
+    kinds = {"F": "float", "BF": "bfloat", "I": "int", "U": "uint"}
+    kind, bits = safetensors_dtype.rstrip("0123456789"), safetensors_dtype.lstrip("BFIU")
+    return f"{kinds[kind]}{bits}" if kind in kinds and bits.isdigit() else safetensors_dtype.lower()
+
+
+@contextlib.contextmanager
+def read_safetensors(path: Path) -> Iterator[TensorFile]:
+    """Open ``model.safetensors`` lazily (safetensors checks at open that the header's
+    offsets cover the file exactly, so a truncated file fails here)."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: truncated or not a safetensors file ({e})") from None
+        handle = safe_open(str(path), framework="numpy")
+        entries = {}
+        for key in handle.keys():
+            view = handle.get_slice(key)
+            dtype = view.get_dtype()
+            entries[_hf_name(key)] = (key, tuple(view.get_shape()), _numpy_dtype_name(dtype))
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: truncated or not a safetensors file ({_first_line(e)})"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or _first_line(e)})") from None
+    with handle:
+        yield TensorFile(path, entries, handle.get_tensor)
 
 
-def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
+@contextlib.contextmanager
+def read_tf_h5(path: Path) -> Iterator[TensorFile]:
+    """Open transformers' ``tf_model.h5`` lazily (HDF5 checks the file's recorded end
+    against its size at open, so a truncated file fails here)."""
     import h5py
 
-    tensors: dict[str, np.ndarray] = {}
     try:
-        with h5py.File(path, "r") as f:
-
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    tensors[_hf_name_from_tf(name)] = np.asarray(obj)
-
-            f.visititems(visit)
+        f = h5py.File(path, "r")
     except OSError as e:
-        raise CheckpointError(f"{path}: truncated or not an HDF5 file ({e})") from None
-    return tensors
+        raise CheckpointError(f"{path}: truncated or not an HDF5 file ({_first_line(e)})") from None
+    try:
+        entries = {}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                entries[_hf_name(name)] = (name, tuple(obj.shape), str(obj.dtype))
+
+        try:
+            f.visititems(visit)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{path}: corrupt HDF5 file ({_first_line(e)})") from None
+        yield TensorFile(path, entries, lambda name: np.asarray(f[name]))
+    finally:
+        f.close()
 
 
-def _normalise_names(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {}
-    for name, value in tensors.items():
-        name = name.removeprefix("transformer.")
-        if not _SKIPPED.search(name):
-            out[name] = value
-    return out
+def expected_shapes(config: GPT2Config, n_inner: int | None = None) -> dict[str, tuple[int, ...]]:
+    """HF tensor name -> shape of every parameter a GPT-2 of ``config`` has, worked out from
+    the config alone (no TensorFlow), so a file can be checked before a model is built.
+    ``n_inner`` is HF's MLP width (None: GPT-2's 4 x n_embd)."""
+    c, inner = config.n_embd, n_inner or 4 * config.n_embd
+    shapes: dict[str, tuple[int, ...]] = {
+        "wte.weight": (config.vocab_size, c),
+        "wpe.weight": (config.n_positions, c),
+    }
+    for i in range(config.n_layer):
+        for name, shape in (
+            ("ln_1.weight", (c,)),
+            ("ln_1.bias", (c,)),
+            ("attn.c_attn.weight", (c, 3 * c)),
+            ("attn.c_attn.bias", (3 * c,)),
+            ("attn.c_proj.weight", (c, c)),
+            ("attn.c_proj.bias", (c,)),
+            ("ln_2.weight", (c,)),
+            ("ln_2.bias", (c,)),
+            ("mlp.c_fc.weight", (c, inner)),
+            ("mlp.c_fc.bias", (inner,)),
+            ("mlp.c_proj.weight", (inner, c)),
+            ("mlp.c_proj.bias", (c,)),
+        ):
+            shapes[f"h.{i}.{name}"] = shape
+    shapes["ln_f.weight"] = shapes["ln_f.bias"] = (c,)
+    return shapes
+
+
+_LAYER = re.compile(r"^h\.(\d+)\.")
+
+
+def _names(names: list[str]) -> str:
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{', '.join(names[:3])}{more}"
+
+
+def validate_tensors(
+    shapes: Mapping[str, tuple[int, ...]],
+    expected: Mapping[str, tuple[int, ...]],
+    source: str | os.PathLike,
+    dtypes: Mapping[str, str] | None = None,
+) -> None:
+    """Check a file's tensors (HF names -> shapes) against what its config implies: every
+    parameter present, none for layers the config does not have, every shape right, every
+    dtype a float. transformers would silently start missing layers from random weights;
+    we refuse, naming the file and the first tensor at fault."""
+    shapes = {n: s for n, s in shapes.items() if not _SKIPPED.search(n)}
+    n_layer = sum(1 for n in expected if n.endswith(".ln_1.weight"))
+    held = {int(m.group(1)) for n in shapes if (m := _LAYER.match(n))}
+    extra = sorted(i for i in held if i >= n_layer)
+    if extra:
+        raise CheckpointError(
+            f"{source}: the file holds {extra[-1] + 1} layers but config.json says "
+            f"n_layer={n_layer}: the config does not match the tensors"
+        )
+    missing = [n for n in expected if n not in shapes]
+    if missing:
+        hint = ""
+        if held and max(held) + 1 < n_layer:
+            hint = f"config.json says n_layer={n_layer} but the file holds {max(held) + 1}: "
+        raise CheckpointError(f"{source}: {hint}missing tensors {_names(missing)}")
+    for name, want in expected.items():
+        have = tuple(shapes[name])
+        flat_bias = len(want) == 1 and have[-1:] == want and int(np.prod(have)) == want[0]
+        if have != want and not flat_bias:  # HF's TF layout stores biases as (1, n)
+            raise CheckpointError(
+                f"{source}: {name} has shape {have} but config.json implies {want}: "
+                f"the config does not match the tensors"
+            )
+        dtype = (dtypes or {}).get(name, "float32")
+        if dtype not in ("float16", "float32", "float64"):
+            raise CheckpointError(
+                f"{source}: {name} is {dtype}, not a float16/32/64 tensor this tool reads"
+            )
+
+
+def check_finite(name: str, value, source: str | os.PathLike) -> None:
+    """Refuse a weight holding NaN or infinity: it would turn every logit into NaN, and
+    generation into one token repeated (or a crash in sampling), far from the cause."""
+    if not np.isfinite(value).all():
+        raise CheckpointError(
+            f"{source}: tensor {name} holds NaN or infinite values (a corrupt checkpoint, "
+            f"or a run that diverged)"
+        )
 
 
 def assign_tensors(model, tensors: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
-    """Copy HF-named tensors into ``model``; every parameter must be present with its shape."""
-    tensors = _normalise_names(tensors)
-    variables = hf_variables(model)
-    missing = [n for n in variables if n not in tensors]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise CheckpointError(f"{source}: missing tensors {', '.join(missing[:3])}{more}")
-    for name, var in variables.items():
-        value = tensors[name]
-        want = tuple(var.shape)
-        if value.shape != want:
-            if value.size != int(np.prod(want)) or len(want) != 1:
-                raise CheckpointError(
-                    f"{source}: {name} has shape {tuple(value.shape)} but config.json "
-                    f"implies {want}: the config does not match the tensors"
-                )
-            value = value.reshape(want)  # HF TF stores biases as (1, n)
-        var.assign(value.astype(np.float32))
+    """Copy HF-named tensors into ``model``: all checked (names, shapes) before the model's
+    weights are built, then read one at a time, cast to float32 and refused if not finite."""
+    if not isinstance(tensors, TensorFile):
+        tensors = {_hf_name(n): v for n, v in tensors.items()}
+    shapes = (
+        tensors.shapes
+        if isinstance(tensors, TensorFile)
+        else {n: tuple(np.shape(v)) for n, v in tensors.items()}
+    )
+    dtypes = (
+        {n: tensors.dtype(n) for n in tensors}
+        if isinstance(tensors, TensorFile)
+        else {n: str(np.asarray(v).dtype) for n, v in tensors.items()}
+    )
+    validate_tensors(shapes, expected_shapes(model.config), source, dtypes)
+    for name, var in hf_variables(model).items():
+        value = np.asarray(tensors[name]).reshape(tuple(var.shape)).astype(np.float32, copy=False)
+        check_finite(name, value, source)  # after the cast: a float64 1e300 is inf here
+        var.assign(value)
 
 
 # -- hub ids and directories -----------------------------------------------------------
@@ -204,25 +353,66 @@ def load_config(directory: Path) -> GPT2Config:
         raise CheckpointError(str(e)) from None
 
 
-def read_tensors(directory: Path) -> tuple[dict[str, np.ndarray], Path]:
-    st, h5 = directory / SAFETENSORS_NAME, directory / TF_H5_NAME
-    if st.is_file():
-        return read_safetensors(st), st
-    if h5.is_file():
-        return read_tf_h5(h5), h5
+def weights_file(directory: Path) -> Path:
+    """The weights file a checkpoint loads from: model.safetensors first, as transformers
+    picks it."""
+    for name in (SAFETENSORS_NAME, TF_H5_NAME):
+        if (directory / name).is_file():
+            return directory / name
     raise CheckpointError(f"{directory}: no {SAFETENSORS_NAME} or {TF_H5_NAME} (no weights)")
 
 
-def load_model(spec: str | os.PathLike):
-    """Load a GPT-2 from a checkpoint directory or hub id. Returns (model, directory)."""
-    from gpt2core.model import GPT2
+def open_weights(path: Path):
+    """A context manager yielding the ``TensorFile`` of a weights file."""
+    return read_safetensors(path) if path.name == SAFETENSORS_NAME else read_tf_h5(path)
 
-    directory = resolve(str(spec))
+
+def check_checkpoint(directory: Path, n_inner: int | None = None) -> tuple[GPT2Config, Path]:
+    """Everything about a checkpoint directory that can be checked without building a
+    model: config (types, bounds), memory, and the weights file's header (every tensor
+    present, shapes matching, nothing extra). Returns (config, weights file)."""
     config = load_config(directory)
-    tensors, source = read_tensors(directory)
+    expected = expected_shapes(config, n_inner)
+    try:
+        check_fits_memory(sum(int(np.prod(s)) for s in expected.values()), str(directory))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    path = weights_file(directory)
+    with open_weights(path) as tensors:
+        validate_tensors(tensors.shapes, expected, path, {n: tensors.dtype(n) for n in tensors})
+    return config, path
+
+
+def load_model(spec: str | os.PathLike):
+    """Load a GPT-2 from a checkpoint directory or hub id. Returns (model, directory).
+
+    The checkpoint is checked whole before the model's weights are allocated, and read
+    one tensor at a time into them."""
+    directory = resolve(str(spec))
+    config, path = check_checkpoint(directory)
+    raw = GPT2Config.read_dict(directory)  # read (and checked) a moment ago
+    unsupported = [k for k, bad in _UNSUPPORTED.items() if bad(raw)]
+    if unsupported:
+        raise CheckpointError(
+            f"{directory / CONFIG_NAME}: uses {', '.join(unsupported)}, which gpt2core's "
+            f"GPT-2 does not implement (load it as pretrained:{directory})"
+        )
+    from gpt2core.model import GPT2  # TensorFlow: only once the checkpoint passed its checks
+
     model = GPT2(config)
-    assign_tensors(model, tensors, source)
+    with open_weights(path) as tensors:
+        assign_tensors(model, tensors, path)
     return model, directory
+
+
+# HF GPT-2 options that change the computation; gpt2core implements GPT-2 as published.
+_UNSUPPORTED = {
+    "n_inner": lambda d: d.get("n_inner") not in (None, 4 * (d.get("n_embd") or 0)),
+    "scale_attn_by_inverse_layer_idx": lambda d: bool(d.get("scale_attn_by_inverse_layer_idx")),
+    "reorder_and_upcast_attn": lambda d: bool(d.get("reorder_and_upcast_attn")),
+    "scale_attn_weights=false": lambda d: d.get("scale_attn_weights", True) is False,
+    "add_cross_attention": lambda d: bool(d.get("add_cross_attention")),
+}
 
 
 # -- writing --------------------------------------------------------------------------

@@ -7,20 +7,30 @@ TensorFlow loads only inside the subcommand that needs it.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 
 from gpt2core import __version__
 from gpt2core.errors import UserError
 
 USER_ERROR = 2
+# Subcommands that print to the terminal while TensorFlow runs: its native log lines go to
+# the log file (repl.logs), as in the app (which sets up its own); line mode too.
+QUIET_COMMANDS = ("generate", "train", "tokenize")
 
 
 # -- subcommands ---------------------------------------------------------------------------
 
 
+def _text_arg(text: str) -> str:
+    """A command-line argument as text: bytes that are not UTF-8 (Python keeps them as lone
+    surrogates, which no tokenizer accepts) become U+FFFD, as line mode's input does."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from gpt2core.tokenizer import load_tokenizer, piece
+    from repl.terminal import json_line, safe
 
     tok = load_tokenizer(args.tokenizer)
     if args.decode is not None:
@@ -35,24 +45,25 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             raise UserError(
                 f"token id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})"
             )
-        sys.stdout.write(tok.decode(ids) + "\n")
+        sys.stdout.write(safe(tok.decode(ids)) + "\n")
         return 0
     if args.text is None:
         raise UserError("give TEXT to tokenize, or --decode IDS")
-    ids = tok.encode(args.text)
+    ids = tok.encode(_text_arg(args.text))
     pieces = [piece(tok, i) for i in ids]
     if args.json:
-        print(json.dumps({"ids": ids, "pieces": pieces}, ensure_ascii=False))
+        print(json_line({"ids": ids, "pieces": pieces}))
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{len(ids)} tokens", title_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("id", justify="right", style="cyan")
     table.add_column("piece")
     for n, (i, p) in enumerate(zip(ids, pieces, strict=True)):
-        table.add_row(str(n), str(i), repr(p))
+        table.add_row(str(n), str(i), Text(safe(repr(p))))  # Text: no [markup]
     Console().print(table)
     return 0
 
@@ -78,28 +89,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = _settings_from(args)  # bad settings fail before the model loads
     from gpt2core.generate import GenerationSummary, TokenEvent
     from gpt2core.specs import load_lm
-    from repl.session import printable, tensor_text
+    from repl.session import tensor_text
+    from repl.terminal import json_line, safe
 
+    prompt = _text_arg(args.prompt)
     lm = load_lm(args.model)
     summary = None
     out = sys.stdout
     if not args.json:
-        out.write(f"model: {lm.description}\n")
-    ids, _ = lm.prepare_prompt(args.prompt, settings)
+        out.write(f"model: {safe(lm.description)}\n")
+    ids, _ = lm.prepare_prompt(prompt, settings)
     if not args.json:
-        out.write(f"input_text: {args.prompt}\n")
+        out.write(f"input_text: {safe(prompt)}\n")
         out.write(f"input_ids: {tensor_text(ids)}\ngenerated: ")
         out.flush()
-    for event in lm.stream(args.prompt, settings):
+    for event in lm.stream(prompt, settings):
         if isinstance(event, TokenEvent) and not args.json:
-            out.write(printable(event.text))
+            out.write(safe(event.text))
             out.flush()
         elif isinstance(event, GenerationSummary):
             summary = event
     assert summary is not None
     if args.json:
         print(
-            json.dumps(
+            json_line(
                 {
                     "model": summary.model,
                     "input_ids": summary.input_ids,
@@ -109,8 +122,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     "ttft_s": round(summary.ttft_s, 4),
                     "tokens_per_s": round(summary.tokens_per_s, 2),
                     "dropped_tokens": summary.dropped_tokens,
-                },
-                ensure_ascii=False,
+                }
             )
         )
         return 0
@@ -121,7 +133,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"the {lm.n_positions}-token context)\n"
         )
     out.write(f"output_ids: {tensor_text(summary.output_ids)}\n")
-    out.write(f"generated_text: {summary.text}\n")
+    out.write(f"generated_text: {safe(summary.text)}\n")
     out.write(
         f"stop: {summary.stop_reason} | {summary.new_tokens} new tokens | ttft "
         f"{summary.ttft_s:.2f}s | {summary.tokens_per_s:.1f} tok/s\n"
@@ -202,14 +214,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"gpt2: {e}", file=sys.stderr)
-        return USER_ERROR
+    quiet = contextlib.nullcontext()
+    if args.command in QUIET_COMMANDS or getattr(args, "plain", False):
+        from repl.logs import native_logs_to_file
+
+        quiet = native_logs_to_file()
+    with quiet:
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except UserError as e:
+            from repl.terminal import safe
+
+            print(f"gpt2: {safe(str(e))}", file=sys.stderr)
+            return USER_ERROR
 
 
 if __name__ == "__main__":

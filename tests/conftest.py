@@ -16,6 +16,18 @@ TOKENIZER_DIR = SHARED / "gpt2-tokenizer"
 SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gpt2_home(tmp_path_factory):
+    """Tests write history and native.log under a temporary GPT2_HOME, never the user's."""
+    saved = os.environ.get("GPT2_HOME")
+    os.environ["GPT2_HOME"] = str(tmp_path_factory.mktemp("gpt2_home"))
+    yield
+    if saved is None:
+        os.environ.pop("GPT2_HOME", None)
+    else:
+        os.environ["GPT2_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_tokenizer_dir() -> Path:
     assert TOKENIZER_DIR.is_dir(), f"expected the shared GPT-2 tokenizer at {TOKENIZER_DIR}"
