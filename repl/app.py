@@ -9,7 +9,6 @@ wait in a queue and run when it is ready.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import threading
@@ -18,7 +17,6 @@ import traceback
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -489,33 +487,8 @@ def make_app(model: str = "pretrained", loader: Loader | None = None, **kwargs) 
     return GPT2App(model=model, loader=loader, **kwargs)
 
 
-@contextlib.contextmanager
-def native_logs_to_file(path: Path):
-    """Textual draws on ``sys.__stderr__`` (fd 2), and TensorFlow's C++ code logs to fd 2
-    too, which would scribble over the screen. Give Textual a duplicate of the terminal's
-    fd and send fd 2 to a log file while the app runs."""
-    try:
-        tty_fd = os.dup(2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:
-        yield
-        return
-    tty = os.fdopen(tty_fd, "w", encoding="utf-8", errors="replace")
-    saved = sys.__stderr__, sys.stderr
-    os.dup2(log_fd, 2)
-    sys.__stderr__ = sys.stderr = tty
-    try:
-        yield
-    finally:
-        tty.flush()
-        os.dup2(tty_fd, 2)
-        sys.__stderr__, sys.stderr = saved
-        tty.close()
-        os.close(log_fd)
-
-
 def run_app(model: str = "pretrained") -> int:
+    from repl.logs import native_logs_to_file
     from repl.session import data_dir
 
     with native_logs_to_file(data_dir() / "native.log"):

@@ -83,7 +83,7 @@ class ChatTurn(Static):
         elif self.state == "failed":
             t.append("  [failed]", style="bold red")
         if self.footer:
-            t.append("\n" + self.footer, style="dim italic")
+            t.append("\n" + printable(self.footer), style="dim italic")
         self.update(t, layout=layout)
 
 
