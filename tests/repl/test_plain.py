@@ -162,8 +162,15 @@ def test_line_mode_survives_bad_checkpoints_and_bad_bytes(scratch_tiny_dir, tmp_
     lines += [b"hi", b"bad \xff\xfe bytes", b"\xc3", b"\xed\xa0\x80 surrogate", b"ROMEO:"]
     env = {**os.environ, "GPT2_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "repl.cli", "chat", "--plain", "--model",
-         f"scratch:{scratch_tiny_dir}"],
+        [
+            sys.executable,
+            "-m",
+            "repl.cli",
+            "chat",
+            "--plain",
+            "--model",
+            f"scratch:{scratch_tiny_dir}",
+        ],
         input=b"\n".join(lines) + b"\n",
         capture_output=True,
         cwd=ROOT,
