@@ -1,5 +1,6 @@
-"""The one command table: name, arguments, help. Both front ends, `:help`, completion and
-Textual's command palette read it; the session dispatches on it."""
+"""The one command table: name, arguments, help, handler. Both front ends, `:help`,
+completion and Textual's command palette read it; the session dispatches on it. A new
+command is one row here and one ``Session.cmd_<name>(arg)`` method."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ class CommandSpec:
     usage: str  # the argument part, '' when it takes none
     help: str
     completions: tuple[str, ...] = ()  # argument words offered by completers
+    handler: str = ""  # the Session method that runs it; default ``cmd_<name>``
+
+    @property
+    def method(self) -> str:
+        return self.handler or f"cmd_{self.name}"
+
+    @property
+    def needs_arg(self) -> bool:
+        """A usage like ``TEXT`` must be given; ``[...]`` is optional."""
+        return bool(self.usage) and not self.usage.startswith("[")
 
     @property
     def full_usage(self) -> str:

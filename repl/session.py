@@ -197,35 +197,34 @@ class Session:
         spec = BY_NAME.get(name)
         if spec is None:
             return Reply(f"unknown command :{name} (type :help for the list)", "error")
-        usage = f"usage: {spec.full_usage}"
-        if name == "quit":
-            return Quit()
-        if name == "help":
-            return Reply(help_text())
-        if name == "clear":
-            return Clear()
-        if name == "settings":
-            return Reply(self.settings_text())
-        if name == "model":
-            if not arg:
-                return Reply(self.current.description if self.current else "no model loaded yet")
-            return LoadModel(arg)
-        if name == "set":
-            return self._set(arg, usage)
-        if not arg:
-            return Reply(usage, "error")
-        if name == "tokens":
-            return self._tokens(arg)
-        if name == "compare":
-            return Compare(arg)
-        if name == "save":
-            return self._save(arg)
-        raise AssertionError(f"command {name} has no handler")  # pragma: no cover
+        if spec.needs_arg and not arg:
+            return Reply(f"usage: {spec.full_usage}", "error")
+        return getattr(self, spec.method)(arg)
 
-    def _set(self, arg: str, usage: str) -> Reply:
+    # -- commands: one method per row of repl.commands.COMMANDS ----------------------------
+    def cmd_quit(self, arg: str) -> Action:
+        return Quit()
+
+    def cmd_help(self, arg: str) -> Action:
+        return Reply(help_text())
+
+    def cmd_clear(self, arg: str) -> Action:
+        return Clear()
+
+    def cmd_settings(self, arg: str) -> Action:
+        return Reply(self.settings_text())
+
+    def cmd_model(self, arg: str) -> Action:
+        if not arg:
+            return Reply(self.current.description if self.current else "no model loaded yet")
+        return LoadModel(arg)
+
+    def cmd_compare(self, arg: str) -> Action:
+        return Compare(arg)
+
+    def cmd_set(self, arg: str) -> Action:
+        usage = f"usage: {BY_NAME['set'].full_usage}"
         pairs = arg.split()
-        if not pairs:
-            return Reply(usage, "error")
         assignments = {}
         for pair in pairs:
             key, eq, value = pair.partition("=")
@@ -245,7 +244,7 @@ class Session:
         s = self.settings
         return "  ".join(f"{k}={v}" for k, v in asdict(s).items() if k != "candidates")
 
-    def _tokens(self, text: str) -> Reply:
+    def cmd_tokens(self, text: str) -> Reply:
         from gpt2core.tokenizer import piece
 
         if self.current is None:  # loading the tokenizer here would race the model load
@@ -363,7 +362,7 @@ class Session:
         )
 
     # -- transcript -----------------------------------------------------------------------
-    def _save(self, filename: str) -> Reply:
+    def cmd_save(self, filename: str) -> Reply:
         path = Path(filename).expanduser()
         try:
             if path.suffix.lower() == ".md":

@@ -136,3 +136,24 @@ def test_core_packages_import_no_ui():
     )
     out = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, timeout=120)
     assert "REPL []" in out.stdout, out.stderr[-2000:]
+
+
+def test_every_command_row_names_a_session_handler():
+    from repl.commands import COMMANDS
+
+    for spec in COMMANDS:
+        assert callable(getattr(Session, spec.method, None)), spec.name
+
+
+def test_a_new_command_is_one_row_and_one_method(monkeypatch):
+    from repl import commands
+    from repl.commands import CommandSpec
+
+    row = CommandSpec("echo", "TEXT", "say TEXT back")
+    monkeypatch.setattr(commands, "COMMANDS", (*commands.COMMANDS, row))
+    monkeypatch.setitem(commands.BY_NAME, "echo", row)
+    monkeypatch.setattr(Session, "cmd_echo", lambda self, arg: Reply(arg.upper()), raising=False)
+    s = Session(model="fake", loader=FakeLoader(), history_path=False)
+    assert s.handle(":echo hi") == Reply("HI")
+    assert s.handle(":echo").text == "usage: :echo TEXT"
+    assert ":echo TEXT" in commands.help_text()
