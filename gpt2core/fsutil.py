@@ -126,8 +126,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     try:
         if mode is not None:
             os.fchmod(fd, mode)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
         os.close(fd)
         write(str(tmp))
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:  # the writer made its own file
+            os.chmod(tmp, mode)  # (safetensors creates 0600 files)
         _fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
@@ -175,11 +178,11 @@ def atomic_write_files(
                 raise RuntimeError(f"{tmp / name}: expected a regular file")
         targets = {name: writable_target(directory / name) for name in names}
         names.sort(key=lambda n: (n in last, last.index(n) if n in last else 0))
+        new_mode = stat.S_IMODE(os.stat(tmp).st_mode) & 0o666  # the umask's, for a new file
         for name in names:
             target, mode = targets[name]
             _fsync_path(tmp / name)
-            if mode is not None:
-                os.chmod(tmp / name, mode)
+            os.chmod(tmp / name, new_mode if mode is None else mode)
             os.replace(tmp / name, target)
         fsync_dir(directory)
     finally:

@@ -273,7 +273,12 @@ def save_checkpoint(
 def _write_checkpoint_files(model, directory: Path, tokenizer, extra) -> None:
     from safetensors.numpy import save_file
 
-    save_file(model_tensors(model), str(directory / SAFETENSORS_NAME), metadata={"format": "pt"})
+    from gpt2core.fsutil import atomic_write
+
+    tensors = model_tensors(model)
+    atomic_write(
+        directory / SAFETENSORS_NAME, lambda f: save_file(tensors, f, metadata={"format": "pt"})
+    )
     if tokenizer is not None:
         tokenizer.save(directory)
     if extra is not None:
