@@ -87,8 +87,13 @@ def writable_target(path: str | os.PathLike) -> tuple[Path, int | None]:
     return path, stat.S_IMODE(st.st_mode)
 
 
-def _temp_name(target: Path, tag: str = "") -> Path:
-    return target.with_name(f".{target.name}.{tag}{secrets.token_hex(4)}{_TMP_SUFFIX}")
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+
+
+def is_temp_of(name: str, target_name: str) -> bool:
+    """Whether ``name`` is one of our temporaries for a file or directory ``target_name``."""
+    return name.startswith(f".{target_name}.") and name.endswith(_TMP_SUFFIX)
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -242,7 +247,7 @@ def replace_dir(new: Path, target: Path) -> None:
 
     Two renames (a directory cannot be renamed over a non-empty one): ``target`` aside to
     ``.NAME.old-XXXX``, then ``new`` in. A crash between them leaves ``target`` missing but
-    both complete copies on disk; ``recover_dir`` restores the newer one."""
+    both complete copies on disk; ``recover_dir`` puts the newer one in place."""
     new, target = Path(new), Path(target)
     if not is_complete(new):
         raise RuntimeError(f"{new}: not marked complete; publish with publish_dir")
@@ -297,7 +302,7 @@ def _debris(target: Path) -> tuple[list[Path], list[Path]]:
     for p in parent.iterdir():
         if p.name.startswith(f".{name}.old-"):
             olds.append(p)
-        elif p.name.startswith(f".{name}.") and p.name.endswith(_TMP_SUFFIX):
+        elif is_temp_of(p.name, name):
             tmps.append(p)
     return tmps, olds
 
@@ -305,22 +310,27 @@ def _debris(target: Path) -> tuple[list[Path], list[Path]]:
 def recover_dir(target: str | os.PathLike, restore: bool = True) -> bool:
     """Finish or undo an interrupted ``publish_dir`` of ``target``; True if it exists after.
 
-    If ``target`` is missing, a complete temporary (the newer state, its marker written
-    before the first rename) or else a complete set-aside old copy is renamed into place.
-    Every other temporary or old copy beside it is removed (all of them when ``restore`` is
-    False: a staging area, never a target of its own)."""
+    A publish commits when its completeness marker is written: a complete temporary is the
+    newest state (``publish_dir`` clears older debris before it starts one), so it is put
+    in place, replacing ``target`` if need be. Failing that, a missing ``target`` gets
+    back its complete set-aside old copy. Everything else beside it is removed (all of it
+    when ``restore`` is False: a staging area, never a target of its own)."""
     target = Path(target)
     tmps, olds = _debris(target)
-    if restore and not os.path.lexists(target):
-        for candidate in sorted(tmps, key=_mtime, reverse=True) + sorted(
-            olds, key=_mtime, reverse=True
-        ):
-            if candidate.is_dir() and not candidate.is_symlink() and is_complete(candidate):
-                os.rename(candidate, target)
-                fsync_dir(target.parent)
-                break
+    if restore:
+        done = [p for p in tmps if p.is_dir() and not p.is_symlink() and is_complete(p)]
+        kept = [p for p in olds if p.is_dir() and not p.is_symlink() and is_complete(p)]
+        if done:
+            newest = max(done, key=_mtime)
+            replace_dir(newest, target)
+            tmps.remove(newest)
+        elif kept and not os.path.lexists(target):
+            newest = max(kept, key=_mtime)
+            os.rename(newest, target)
+            fsync_dir(target.parent)
+            olds.remove(newest)
     for p in tmps + olds:
-        if p == target or not os.path.lexists(p):
+        if not os.path.lexists(p):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -363,6 +373,7 @@ __all__ = [
     "clean_temp_files",
     "fsync_dir",
     "is_complete",
+    "is_temp_of",
     "make_dir",
     "mark_complete",
     "publish_dir",

@@ -440,6 +440,8 @@ def _has_state(out: Path) -> bool:
 
 def _check_out(out: Path) -> bool:
     """Refuse an --out that is not ours to write; True if it is a run directory of ours."""
+    from gpt2core import fsutil
+
     if out.resolve() == Path(out.resolve().anchor):
         raise TrainError(f"--out {out}: refusing to write a run into the filesystem root")
     if os.path.lexists(out) and not out.is_dir():
@@ -452,6 +454,8 @@ def _check_out(out: Path) -> bool:
         raise TrainError(f"--out {out}: cannot read the directory ({e.strerror or e})") from None
     if not entries:
         return False
+    if all(fsutil.is_temp_of(e, RUN_MARKER) for e in entries):
+        return True  # a run was killed while writing its marker: ours, nothing else here
     if not _is_ours(out):
         more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
         shown = ", ".join(entries[:3]) + more
@@ -623,6 +627,7 @@ def train(
     resume: bool = False,
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    sample: bool = True,
 ) -> TrainResult:
     """Run (or resume) training.
 
@@ -631,6 +636,7 @@ def train(
     returns. A KeyboardInterrupt raised in the loop does the same. ``last/`` is saved at
     every eval, so a run killed outright loses at most one eval interval; a loss that
     becomes NaN or infinite stops the run (TrainError), keeping the last good checkpoint.
+    ``sample=False`` skips the end-of-run sample (a few seconds of compiling).
     """
     from gpt2core import fsutil
 
@@ -779,7 +785,7 @@ def train(
         wall_s=wall,
         tokens_per_s=tokens_per_iter * timed / t_train if t_train else 0.0,
         ms_per_iter=ms,
-        sample=_sample(trainer.model, tokenizer),
+        sample=_sample(trainer.model, tokenizer) if sample else "",
     )
 
 
