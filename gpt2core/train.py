@@ -12,6 +12,14 @@ Output directory:
     DIR/config.json, model.safetensors, tokenizer files   the best model (by val loss)
     DIR/last/                                             the latest model + train_state.npz
     DIR/metrics.jsonl                                     one JSON object per log line
+    DIR/.gpt2-run                                         marks DIR as a run of this tool
+
+Crash safety: every file goes through gpt2core.fsutil (temporary sibling, fsync, rename).
+``last/`` is saved at every eval and when the run is stopped, published whole by renames
+(never half there), so a run killed at any instant resumes from its newest complete state
+after ``prepare`` repairs the directory; the best model's files are moved in one by one,
+config.json last, so DIR loads whenever it has a config.json. A run killed before its
+first ``last/`` starts over. --out must be new, empty, or a run directory of ours.
 """
 
 from __future__ import annotations
@@ -678,7 +686,8 @@ def train(
                 trainer.load_state_arrays(dict(arrays), p.state)
         except (OSError, ValueError) as e:
             raise TrainError(f"{p.state}: cannot read the training state ({e})") from None
-        best_val = float(p.saved.get("best_val", best_val))
+        if p.saved.get("best_val") is not None:
+            best_val = float(p.saved["best_val"])
         skip_eval = bool(p.saved.get("evaluated", False))
 
     def log(record: dict) -> None:

@@ -227,12 +227,19 @@ def test_recovery_restores_the_old_copy_when_the_new_one_is_partial(tmp_path):
     assert (target / COMPLETE_NAME).is_file()
 
 
-def test_recovery_removes_debris_when_the_target_is_present(tmp_path):
+def test_recovery_rolls_a_complete_temporary_forward_and_removes_partial_ones(tmp_path):
     target = tmp_path / "last"
     publish_dir(target, _fill("v1"))
-    stale = tmp_path / ".last.0000aaaa.tmp"
-    stale.mkdir()
-    (stale / COMPLETE_NAME).write_text("")
+    partial = tmp_path / ".last.0000aaaa.tmp"
+    partial.mkdir()
+    (partial / "weights").write_text("v2-half")
     (tmp_path / ".last.old-ffff").mkdir()
     assert recover_dir(target)
     assert (target / "weights").read_text() == "v1" and names(tmp_path) == ["last"]
+    # killed after the marker of v2 was written, before its renames: v2 is committed
+    done = tmp_path / ".last.1111bbbb.tmp"
+    done.mkdir()
+    _fill("v2")(done)
+    fsutil.mark_complete(done)
+    assert recover_dir(target)
+    assert (target / "weights").read_text() == "v2" and names(tmp_path) == ["last"]
