@@ -181,14 +181,11 @@ def test_a_run_killed_before_its_first_resumable_state_restarts(corpus, tmp_path
     (out / "metrics.jsonl").write_text('{"iter": 0, "kind": "eval", "val_l')  # torn line
     rc, err = cli([corpus, "--out", out, "--resume"], capsys)
     assert rc == 2 and "nothing to resume" in err
-    rc, err = cli(
-        [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
-         "--max-iters", "2", "--eval-interval", "1", "--eval-iters", "1"],
-        capsys,
-    )  # fmt: skip
-    assert rc == 0, err
+    result = train(tiny_cfg(corpus, out, max_iters=2, eval_interval=1), sample=False)
+    assert result.iters == 2 and not result.interrupted
     load_model(out), load_model(out / "last")
-    [strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["iter"] == 0 and records[0]["kind"] == "eval"  # a fresh log
 
 
 def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(
@@ -206,7 +203,7 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(
 
     monkeypatch.setattr(fsutil, "_fsync_path", fsync)
     argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
-            "--max-iters", "6", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
     rc, err = cli(argv, capsys)
     assert rc == 2 and "No space left on device" in err and "intact" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -215,9 +212,8 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".tmp") or ".old-" in p.name]
     assert leftovers == []
     monkeypatch.undo()
-    rc, err = cli([*argv, "--resume"], capsys)
-    assert rc == 0, err
-    assert json.loads((out / "last" / RUN_NAME).read_text())["step"] == 6
+    result = train(tiny_cfg(corpus, out, max_iters=4), resume=True, sample=False)
+    assert result.iters == 4 and json.loads((out / "last" / RUN_NAME).read_text())["step"] == 4
 
 
 def test_a_full_disk_never_truncates_a_gpt2_tokenizer(tmp_path, gpt2_tokenizer, monkeypatch):
