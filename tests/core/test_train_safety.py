@@ -181,9 +181,17 @@ def test_a_run_killed_before_its_first_resumable_state_restarts(corpus, tmp_path
     (out / "metrics.jsonl").write_text('{"iter": 0, "kind": "eval", "val_l')  # torn line
     rc, err = cli([corpus, "--out", out, "--resume"], capsys)
     assert rc == 2 and "nothing to resume" in err
-    result = train(tiny_cfg(corpus, out, max_iters=2, eval_interval=1), sample=False)
+    old_umask = os.umask(0o022)
+    try:
+        result = train(tiny_cfg(corpus, out, max_iters=2, eval_interval=1), sample=False)
+    finally:
+        os.umask(old_umask)
     assert result.iters == 2 and not result.interrupted
     load_model(out), load_model(out / "last")
+    # a shared checkpoint is readable by others (it was 0600 files in a 0700 last/)
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    assert modes.pop("last") == 0o755
+    assert set(modes.values()) == {0o644}, modes
     records = [strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["iter"] == 0 and records[0]["kind"] == "eval"  # a fresh log
 
