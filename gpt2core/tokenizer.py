@@ -133,8 +133,12 @@ class BPETokenizer:
         return raw
 
     def save(self, directory: str | os.PathLike) -> None:
-        # vocab.json + merges.txt + tokenizer_config.json + tokenizer.json: GPT-2's files.
-        self.hf.save_pretrained(str(directory))
+        # vocab.json + merges.txt + tokenizer_config.json + tokenizer.json: GPT-2's files,
+        # written by transformers into a temporary sibling and moved in file by file, so a
+        # full disk or a kill never leaves a truncated tokenizer.json
+        from gpt2core.fsutil import atomic_write_files
+
+        atomic_write_files(directory, lambda tmp: self.hf.save_pretrained(str(tmp)))
 
 
 def train_bpe(texts: list[str], vocab_size: int) -> BPETokenizer:

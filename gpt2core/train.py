@@ -12,6 +12,14 @@ Output directory:
     DIR/config.json, model.safetensors, tokenizer files   the best model (by val loss)
     DIR/last/                                             the latest model + train_state.npz
     DIR/metrics.jsonl                                     one JSON object per log line
+    DIR/.gpt2-run                                         marks DIR as a run of this tool
+
+Crash safety: every file goes through gpt2core.fsutil (temporary sibling, fsync, rename).
+``last/`` is saved at every eval and when the run is stopped, published whole by renames
+(never half there), so a run killed at any instant resumes from its newest complete state
+after ``prepare`` repairs the directory; the best model's files are moved in one by one,
+config.json last, so DIR loads whenever it has a config.json. A run killed before its
+first ``last/`` starts over. --out must be new, empty, or a run directory of ours.
 """
 
 from __future__ import annotations
@@ -27,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2core.config import PRESETS, ConfigError, GPT2Config
+from gpt2core.config import CONFIG_NAME, PRESETS, ConfigError, GPT2Config
 from gpt2core.errors import UserError
-from gpt2core.fsutil import atomic_write
 from gpt2core.tokenizer import TokenizerError
 
 STATE_NAME = "train_state.npz"
@@ -82,26 +89,48 @@ class TrainConfig:
             raise TrainError(f"bad model size: {e}") from None
 
     def check(self) -> None:
+        """Every setting's type, finiteness and range, before any work (one line each)."""
         if self.preset not in PRESETS:
             raise TrainError(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
-        positive = ("batch_size", "max_iters", "eval_interval", "eval_iters", "log_interval")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise TrainError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+        ints = {
+            "batch_size": 1,
+            "max_iters": 1,
+            "eval_interval": 1,
+            "eval_iters": 1,
+            "log_interval": 1,
+            "warmup_iters": 0,
+            "n_layer": 1,
+            "n_head": 1,
+            "n_embd": 1,
+            "block_size": 1,
+        }
+        for name, low in ints.items():
             v = getattr(self, name)
-            if v is not None and v < 1:
-                raise TrainError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+            if v is None and name in ("n_layer", "n_head", "n_embd", "block_size"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TrainError(f"{_flag(name)} must be an integer, got {v!r}")
+            if not low <= v <= _INT_MAX:
+                raise TrainError(f"{_flag(name)} must be between {low} and {_INT_MAX}, got {v}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TrainError(f"--seed must be an integer, got {self.seed!r}")
+        if not 0 <= self.seed <= _SEED_MAX:
+            raise TrainError(f"--seed must be between 0 and {_SEED_MAX}, got {self.seed}")
+        floats = ("lr", "min_lr", "weight_decay", "grad_clip", "dropout", "beta1", "beta2")
+        for name in floats:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise TrainError(f"{_flag(name)} must be a finite number, got {v!r}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise TrainError(
                 f"need --lr > 0 and 0 <= --min-lr <= --lr (got {self.lr}, {self.min_lr})"
             )
-        if self.warmup_iters < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise TrainError("--warmup-iters, --weight-decay and --grad-clip must be >= 0")
-        if not 0 <= self.dropout < 1:
-            raise TrainError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise TrainError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("dropout", "beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise TrainError(f"{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.strategy not in ("default", "mirrored", "multiworker"):
             raise TrainError(f"unknown --strategy {self.strategy!r}")
         tok = self.tokenizer
@@ -112,23 +141,17 @@ class TrainConfig:
                 raise TrainError(f"--tokenizer bpe:N needs an integer N, got {tok!r}") from None
 
 
-# Recipes carried by presets (nanoGPT's shakespeare_char CPU run for shakespeare-cpu).
-RECIPES: dict[str, dict] = {
-    "shakespeare-cpu": dict(
-        batch_size=12,
-        max_iters=2000,
-        lr=1e-3,
-        min_lr=1e-4,
-        warmup_iters=100,
-        beta2=0.99,
-        weight_decay=0.1,
-        grad_clip=1.0,
-        dropout=0.0,
-        eval_interval=250,
-        eval_iters=20,
-        tokenizer="char",
-    ),
-}
+_INT_MAX = 2**31 - 1  # TensorFlow's int32 steps and shapes
+_SEED_MAX = 2**32 - 1  # what numpy's and Keras' seeding accept
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# What a preset's recipe changes from TrainConfig's defaults, which are nanoGPT's
+# shakespeare_char CPU run (the shakespeare-cpu preset): nothing, for now.
+RECIPES: dict[str, dict] = {"shakespeare-cpu": {}}
 
 
 # -- data --------------------------------------------------------------------------------
@@ -392,6 +415,92 @@ class Trainer:
             raise TrainError(f"{source}: training state does not fit this model ({e})") from None
 
 
+# -- the run directory -----------------------------------------------------------------------
+
+# A run directory is recognised as ours by this marker (or, for runs from before it, by
+# last/train_run.json); anything else that is not empty is refused as --out.
+RUN_MARKER = ".gpt2-run"
+# What a run writes at the top of its directory, besides last/ and the marker: removed
+# when a run that never reached a resumable state is restarted.
+_RUN_FILES = (
+    CONFIG_NAME,
+    "model.safetensors",
+    "char_vocab.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    METRICS_NAME,
+)
+
+
+def _is_ours(out: Path) -> bool:
+    return (out / RUN_MARKER).is_file() or (out / "last" / RUN_NAME).is_file()
+
+
+def _has_state(out: Path) -> bool:
+    """A resumable state: last/ complete (published whole, so present means complete)."""
+    last = out / "last"
+    return (last / RUN_NAME).is_file() and (last / STATE_NAME).is_file()
+
+
+def _check_out(out: Path) -> bool:
+    """Refuse an --out that is not ours to write; True if it is a run directory of ours."""
+    from gpt2core import fsutil
+
+    if out.resolve() == Path(out.resolve().anchor):
+        raise TrainError(f"--out {out}: refusing to write a run into the filesystem root")
+    if os.path.lexists(out) and not out.is_dir():
+        raise TrainError(f"--out {out}: exists and is not a directory")
+    if not out.is_dir():
+        return False
+    try:
+        entries = sorted(p.name for p in out.iterdir())
+    except OSError as e:
+        raise TrainError(f"--out {out}: cannot read the directory ({e.strerror or e})") from None
+    if not entries:
+        return False
+    if all(fsutil.is_temp_of(e, RUN_MARKER) for e in entries):
+        return True  # a run was killed while writing its marker: ours, nothing else here
+    if not _is_ours(out):
+        more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
+        shown = ", ".join(entries[:3]) + more
+        raise TrainError(
+            f"--out {out}: not empty and not a gpt2 run directory (holds {shown}); "
+            f"give a new or empty directory"
+        )
+    return True
+
+
+def _recover(out: Path) -> None:
+    """Finish or clean up what a killed run left: a last/ caught between its two renames,
+    staging directories and temporary files."""
+    from gpt2core import fsutil
+
+    fsutil.recover_dir(out / "last")
+    fsutil.recover_dir(out / "staging", restore=False)
+    fsutil.clean_temp_files(out)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    """The records of metrics.jsonl; a line torn by a kill mid-append is skipped."""
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and isinstance(r.get("iter"), int):
+            records.append(r)
+    return records
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -408,34 +517,86 @@ class TrainResult:
     sample: str = ""
 
 
-def _existing_checkpoint(out: Path) -> bool:
-    return (out / "config.json").exists() or (out / "last").exists()
+@dataclass
+class Prepared:
+    cfg: TrainConfig
+    tokenizer: object
+    model_config: GPT2Config
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    start: int = 0
+    state: Path | None = None
+    saved: dict | None = None
+    restart: bool = False  # a run of ours that never reached a resumable state
 
 
-def prepare(cfg: TrainConfig, resume: bool):
-    """Everything that can fail on user input, before anything is written."""
+def memory_needed(mcfg: GPT2Config, batch_size: int) -> int:
+    """Bytes a training step needs, roughly: float32 weights, their gradients and AdamW's
+    two moments (4 copies of the parameters), the activations kept for backprop (about 16
+    floats per embedding channel per token per layer, plus the (B, nh, T, T) attention
+    scores and probabilities), and the (B, T, V) logits with their softmax and gradient."""
+    L, d, T, V, nh = mcfg.n_layer, mcfg.n_embd, mcfg.n_positions, mcfg.vocab_size, mcfg.n_head
+    B = batch_size
+    params = V * d + T * d + L * (12 * d * d + 13 * d) + 2 * d
+    activations = L * B * T * (16 * d + 2 * nh * T)
+    logits = 3 * B * T * V + 64 * T * V  # training step + the 64-window validation batches
+    return 4 * (4 * params + activations + logits)
+
+
+def machine_memory() -> int | None:
+    """Physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(mcfg: GPT2Config, batch_size: int) -> None:
+    need, have = memory_needed(mcfg, batch_size), machine_memory()
+    if have is not None and need > have:
+        gib = 2**30
+        raise TrainError(
+            f"this model with --batch-size {batch_size} and --block-size {mcfg.n_positions} "
+            f"needs about {need / gib:,.1f} GiB of memory, more than this machine's "
+            f"{have / gib:,.1f} GiB: lower --batch-size, --block-size or the model size"
+        )
+
+
+def prepare(cfg: TrainConfig, resume: bool) -> Prepared:
+    """Everything that can fail on user input, before anything is written (except that a
+    run directory of ours is first repaired from an interrupted save)."""
     cfg.check()
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise TrainError(f"--out {cfg.out}: exists and is not a directory")
-    start, state, saved = 0, None, None
+    ours = _check_out(out)
+    if ours:
+        try:
+            _recover(out)
+        except OSError as e:
+            raise TrainError(f"--out {out}: cannot repair it ({e.strerror or e})") from None
+    start, state, saved, restart = 0, None, None, False
     if resume:
-        run_file = out / "last" / RUN_NAME
-        if not run_file.is_file():
+        if not _has_state(out):
             raise TrainError(f"--resume: nothing to resume in {cfg.out} (no last/{RUN_NAME})")
-        saved = json.loads(run_file.read_text(encoding="utf-8"))
-        old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
+        run_file = out / "last" / RUN_NAME
+        try:
+            saved = json.loads(run_file.read_text(encoding="utf-8"))
+            old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
+            start = int(saved["step"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TrainError(f"{run_file}: not a training state ({e})") from None
         # a resumed run keeps its recipe; only the length and the output may change
         cfg = dataclasses.replace(
             old, max_iters=max(cfg.max_iters, old.max_iters), out=cfg.out, strategy=cfg.strategy
         )
-        start = int(saved["step"])
-    elif out.is_dir() and _existing_checkpoint(out):
+        cfg.check()
+    elif _has_state(out):
         what = "a different model" if _differs(out, cfg) else "a checkpoint"
         raise TrainError(
             f"--out {cfg.out} already holds {what}: pass --resume to continue it, "
             f"or choose another --out"
         )
+    else:
+        restart = ours
     text = read_corpus(cfg.corpus)
     if resume:
         from gpt2core.tokenizer import load_tokenizer
@@ -448,17 +609,16 @@ def prepare(cfg: TrainConfig, resume: bool):
     except TokenizerError as e:
         raise TrainError(f"the corpus does not fit the tokenizer: {e}") from None
     model_config = cfg.model_config(tokenizer.vocab_size)
+    _check_memory(model_config, cfg.batch_size)
     train_ids, val_ids = split_ids(ids, model_config.n_positions)
     if resume:
         state = out / "last" / STATE_NAME
-        if not state.is_file():
-            raise TrainError(f"--resume: {state} is missing")
-    return cfg, tokenizer, model_config, train_ids, val_ids, start, state, saved
+    return Prepared(cfg, tokenizer, model_config, train_ids, val_ids, start, state, saved, restart)
 
 
 def _differs(out: Path, cfg: TrainConfig) -> bool:
     try:
-        old = GPT2Config.load(out)
+        old = GPT2Config.load(out / "last")
     except ConfigError:
         return True
     return (cfg.n_layer or PRESETS[cfg.preset].n_layer) != old.n_layer or (
@@ -466,69 +626,133 @@ def _differs(out: Path, cfg: TrainConfig) -> bool:
     ) != old.n_embd
 
 
+class _Diverged(Exception):
+    pass
+
+
 def train(
-    cfg: TrainConfig, resume: bool = False, on_step: Callable[[dict], None] | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    on_step: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    sample: bool = True,
 ) -> TrainResult:
-    """Run (or resume) training. ``on_step`` gets a dict per iteration (for progress bars);
-    a KeyboardInterrupt raised anywhere in the loop saves ``last`` and returns."""
-    cfg, tokenizer, mcfg, train_ids, val_ids, start, state, saved = prepare(cfg, resume)
+    """Run (or resume) training.
+
+    ``on_step`` gets a dict per iteration (for progress bars). ``should_stop`` is polled
+    after every step (a front end's signal handlers set it): the run saves ``last`` and
+    returns. A KeyboardInterrupt raised in the loop does the same. ``last/`` is saved at
+    every eval, so a run killed outright loses at most one eval interval; a loss that
+    becomes NaN or infinite stops the run (TrainError), keeping the last good checkpoint.
+    ``sample=False`` skips the end-of-run sample (a few seconds of compiling).
+    """
+    from gpt2core import fsutil
+
+    p = prepare(cfg, resume)
+    cfg, tokenizer, mcfg = p.cfg, p.tokenizer, p.model_config
     out = Path(cfg.out)
-    trainer = Trainer(cfg, mcfg, tokenizer, train_ids, val_ids)
-    best_val = float("inf")
-    if state is not None:
-        with np.load(state) as arrays:
-            trainer.load_state_arrays(dict(arrays), state)
-        best_val = float(saved.get("best_val", best_val))
-    out.mkdir(parents=True, exist_ok=True)
     metrics = out / METRICS_NAME
 
-    def log(record: dict) -> None:
-        with open(metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+    def io(what: str):
+        return _WriteErrors(what, out)
 
-    def save_last(step: int) -> None:
+    with io("the run directory"):
+        fsutil.make_dir(out)
+        if p.restart:  # ours, but killed before its first resumable state: start over
+            for name in _RUN_FILES:  # config.json first: from then on, no checkpoint here
+                (out / name).unlink(missing_ok=True)
+            fsutil.remove_dir(out / "last")
+        if not resume:
+            fsutil.atomic_write_text(
+                out / RUN_MARKER, json.dumps({"tool": "gpt2 train", "corpus": list(cfg.corpus)})
+            )
+            fsutil.atomic_write_text(metrics, "")
+        else:  # drop records past the resumed state (and a line torn by a kill)
+            evaluated = bool(p.saved.get("evaluated", False))
+            kept = [
+                r
+                for r in _read_metrics(metrics)
+                if r["iter"] < p.start
+                or (r["iter"] == p.start and (r.get("kind") == "train" or evaluated))
+            ]
+            fsutil.atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    trainer = Trainer(cfg, mcfg, tokenizer, p.train_ids, p.val_ids)
+    best_val = float("inf")
+    skip_eval = False
+    if p.state is not None:
+        try:
+            with np.load(p.state) as arrays:
+                trainer.load_state_arrays(dict(arrays), p.state)
+        except (OSError, ValueError) as e:
+            raise TrainError(f"{p.state}: cannot read the training state ({e})") from None
+        if p.saved.get("best_val") is not None:
+            best_val = float(p.saved["best_val"])
+        skip_eval = bool(p.saved.get("evaluated", False))
+
+    def log(record: dict) -> None:
+        with io(str(metrics)):
+            fsutil.append_line(metrics, json.dumps(record, allow_nan=False))
+
+    def save_last(step: int, evaluated: bool) -> None:
         from gpt2core.weights import save_checkpoint
 
         def extra(tmp: Path) -> None:
-            np.savez(tmp / STATE_NAME, **trainer.state_arrays())
-            run = {"config": dataclasses.asdict(cfg), "step": step, "best_val": best_val}
-            (tmp / RUN_NAME).write_text(json.dumps(run, indent=1), encoding="utf-8")
+            fsutil.atomic_write(tmp / STATE_NAME, lambda f: _savez(f, trainer.state_arrays()))
+            run = {
+                "config": dataclasses.asdict(cfg),
+                "step": step,
+                "evaluated": evaluated,
+                "best_val": best_val if math.isfinite(best_val) else None,
+            }
+            fsutil.atomic_write_text(tmp / RUN_NAME, json.dumps(run, indent=1, allow_nan=False))
 
-        save_checkpoint(trainer.model, out / "last", tokenizer=tokenizer, extra=extra)
+        with io(str(out / "last")):
+            save_checkpoint(trainer.model, out / "last", tokenizer=tokenizer, extra=extra)
 
     def save_best() -> None:
-        from safetensors.numpy import save_file
+        from gpt2core.weights import save_checkpoint
 
-        from gpt2core.weights import SAFETENSORS_NAME, model_tensors
+        with io(str(out)):
+            save_checkpoint(trainer.model, out, tokenizer=tokenizer, beside=True)
 
-        if not (out / "config.json").exists():
-            tokenizer.save(out)
-            mcfg.save(out)
-        tensors = model_tensors(trainer.model)
-        atomic_write(
-            out / SAFETENSORS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
-        )
+    def finite(value: float, what: str, step: int) -> float:
+        if not math.isfinite(value):
+            raise TrainError(
+                f"the {what} became {value} at iter {step}: training diverged (try a lower "
+                f"--lr); stopped, keeping the last good checkpoint in {out / 'last'}"
+            )
+        return value
 
     tokens_per_iter = cfg.batch_size * mcfg.n_positions
-    step = start
+    step = saved_step = p.start
     loss = float("nan")
     interrupted = False
+    stop = should_stop or (lambda: False)
     t_train, t0 = 0.0, time.perf_counter()
     try:
-        it = iter(trainer.dataset(start))
+        it = iter(trainer.dataset(p.start))
         while step < cfg.max_iters:
-            if step % cfg.eval_interval == 0:
+            if step % cfg.eval_interval == 0 and not skip_eval:
                 tr, va = trainer.estimate_loss(step)
+                finite(tr, "train loss", step)
+                finite(va, "validation loss", step)
                 log({"iter": step, "train_loss": tr, "val_loss": va, "kind": "eval"})
                 if va < best_val:
                     best_val = va
                     save_best()
+                save_last(step, evaluated=True)
+                saved_step = step
                 if on_step:
                     on_step({"iter": step, "eval": True, "train_loss": tr, "val_loss": va})
+            skip_eval = False
+            if stop():
+                interrupted = True
+                break
             x, y = next(it)
             ts = time.perf_counter()
-            loss = float(trainer._train_step(x, y))
-            if step > start:  # the first step includes XLA compilation
+            loss = finite(float(trainer._train_step(x, y)), "loss", step + 1)
+            if step > p.start:  # the first step includes XLA compilation
                 t_train += time.perf_counter() - ts
             lr = float(lr_at(step, cfg))
             step += 1
@@ -544,17 +768,23 @@ def train(
                         "tokens": tokens_per_iter,
                     }
                 )
+            if stop():
+                interrupted = True
+                break
     except KeyboardInterrupt:
         interrupted = True
-    save_last(step)
-    timed = max(step - start - 1, 0)
-    wall = time.perf_counter() - t0
+    timed = max(step - p.start - 1, 0)
     if interrupted:
+        if saved_step != step or not (out / "last").is_dir():
+            save_last(step, evaluated=False)
+        wall = time.perf_counter() - t0
         return TrainResult(str(out), step, loss, float("nan"), wall, 0.0, 0.0, interrupted=True)
-    val = trainer.full_val_loss()
+    val = finite(trainer.full_val_loss(), "validation loss", step)
     if val < best_val:  # the final weights are the best seen
         best_val = val
         save_best()
+    save_last(step, evaluated=False)
+    wall = time.perf_counter() - t0
     ms = 1000 * t_train / timed if timed else 0.0
     return TrainResult(
         out=str(out),
@@ -564,8 +794,32 @@ def train(
         wall_s=wall,
         tokens_per_s=tokens_per_iter * timed / t_train if t_train else 0.0,
         ms_per_iter=ms,
-        sample=_sample(trainer.model, tokenizer),
+        sample=_sample(trainer.model, tokenizer) if sample else "",
     )
+
+
+def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **arrays)
+
+
+class _WriteErrors:
+    """Turns a failed write (a full disk, a read-only directory) into one TrainError line;
+    the writer has already removed its temporaries, so the previous checkpoint stands."""
+
+    def __init__(self, what: str, out: Path):
+        self.what, self.out = what, out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, UserError) or not isinstance(exc, OSError):
+            return False
+        raise TrainError(
+            f"cannot write {self.what}: {exc.strerror or exc}; stopped, the previous "
+            f"checkpoint in {self.out} is intact"
+        ) from None
 
 
 def _sample(model, tokenizer, n: int = 120) -> str:
@@ -582,114 +836,12 @@ def _sample(model, tokenizer, n: int = 120) -> str:
         return ""
 
 
-# -- CLI glue ------------------------------------------------------------------------------
-
-
-def config_from_args(args) -> TrainConfig:
-    preset = args.preset or "shakespeare-cpu"
-    if preset not in PRESETS:
-        raise TrainError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    values = dict(RECIPES.get(preset, {}))
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("corpus", "out", "preset", "strategy"):
-            values[f.name] = v
-    return TrainConfig(
-        corpus=tuple(args.corpus), out=args.out, preset=preset, strategy=args.strategy, **values
-    )
-
-
-def main_from_args(args) -> int:
-    import sys
-
-    cfg = config_from_args(args)
-    progress = None
-    if not args.no_progress:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-    task = None
-    t_last = [time.perf_counter()]
-
-    def on_step(info: dict) -> None:
-        nonlocal task
-        if progress is None:
-            return
-        if task is None:
-            task = progress.add_task(
-                "train", total=info.get("max_iters", cfg.max_iters), info="compiling..."
-            )
-            progress.update(task, completed=info["iter"] - 1 if "loss" in info else info["iter"])
-        if info.get("eval"):
-            progress.console.print(
-                f"iter {info['iter']}: train loss {info['train_loss']:.4f}, "
-                f"val loss {info['val_loss']:.4f}"
-            )
-            return
-        now = time.perf_counter()
-        tps = info["tokens"] / max(now - t_last[0], 1e-9)
-        t_last[0] = now
-        progress.update(
-            task,
-            completed=info["iter"],
-            info=f"loss {info['loss']:.4f}  lr {info['lr']:.2e}  {tps:,.0f} tok/s",
-        )
-
-    if progress:
-        progress.start()
-    try:
-        result = train(cfg, resume=args.resume, on_step=on_step)
-    finally:
-        if progress:
-            progress.stop()
-    err = sys.stderr
-    if result.interrupted:
-        print(
-            f"interrupted at iter {result.iters}: saved {result.out}/last; continue with "
-            f"gpt2 train {' '.join(cfg.corpus)} --out {result.out} --resume",
-            file=err,
-        )
-    else:
-        print(
-            f"done: {result.iters} iters, val loss {result.val_loss:.4f} (whole split), "
-            f"{result.ms_per_iter:.1f} ms/iter, {result.tokens_per_s:,.0f} tok/s, "
-            f"{result.wall_s:.0f}s",
-            file=err,
-        )
-        if result.sample:
-            print(f"sample:\n{result.sample}\n", file=err)
-        print(f"chat with it: gpt2 chat --model scratch:{result.out}", file=err)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "out": result.out,
-                    "iters": result.iters,
-                    "train_loss": round(result.train_loss, 4),
-                    "val_loss": None if math.isnan(result.val_loss) else round(result.val_loss, 4),
-                    "wall_s": round(result.wall_s, 2),
-                    "tokens_per_s": round(result.tokens_per_s, 1),
-                    "ms_per_iter": round(result.ms_per_iter, 2),
-                    "interrupted": result.interrupted,
-                }
-            )
-        )
-    return 130 if result.interrupted else 0
-
-
-__all__ = ["TrainConfig", "TrainError", "TrainResult", "train", "read_corpus"]
+__all__ = [
+    "TrainConfig",
+    "TrainError",
+    "TrainResult",
+    "train",
+    "read_corpus",
+    "memory_needed",
+    "RECIPES",
+]

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -422,42 +420,67 @@ def model_tensors(model) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(var.numpy()) for name, var in hf_variables(model).items()}
 
 
-def save_checkpoint(model, directory: str | os.PathLike, tokenizer=None, extra=None) -> Path:
+def save_checkpoint(
+    model, directory: str | os.PathLike, tokenizer=None, extra=None, *, beside=False
+) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files, + ``extra(tmpdir)``).
 
-    Atomic as a whole: everything is written into a temporary sibling directory which
-    then replaces ``directory``; an interrupted save leaves the old checkpoint (or none),
-    never one that half-loads.
+    Everything is written into a temporary sibling directory first (fsutil's one writer),
+    so an interrupted save leaves the old checkpoint (or none), never one that half-loads.
+
+    ``beside=False``: the directory is the checkpoint and is published whole by a rename
+    (``DIR/last``). ``beside=True``: the checkpoint shares its directory with files that
+    are not part of it (a run directory keeps ``last/`` and ``metrics.jsonl`` beside its
+    best model), so each file is moved in by its own rename, ``config.json`` last: a
+    directory with a config.json holds a complete checkpoint at every instant. That only
+    keeps the set consistent when the files being replaced are those of the same model
+    and tokenizer (a training run re-saving its best weights), so a different config.json
+    already there is refused.
     """
-    from safetensors.numpy import save_file
+    from gpt2core import fsutil
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        model.config.save(tmp)
-        save_file(model_tensors(model), str(tmp / SAFETENSORS_NAME), metadata={"format": "pt"})
-        if tokenizer is not None:
-            tokenizer.save(tmp)
-        if extra is not None:
-            extra(tmp)
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def fill(tmp: Path) -> None:
+        _write_checkpoint_files(model, tmp, tokenizer, extra)
+
+    if not beside:
+        return fsutil.publish_dir(directory, fill)
+    if (directory / CONFIG_NAME).is_file():
+        try:
+            same = load_config(directory) == model.config
+        except CheckpointError:
+            same = False
+        if not same:
+            raise CheckpointError(
+                f"{directory}: already holds a checkpoint of a different model; not mixing them"
+            )
+    fsutil.recover_dir(directory / "staging", restore=False)  # debris of an interrupted save
+    fsutil.atomic_write_files(directory, fill, last=(CONFIG_NAME,))
     return directory
 
 
+def _write_checkpoint_files(model, directory: Path, tokenizer, extra) -> None:
+    from safetensors.numpy import save_file
+
+    from gpt2core.fsutil import atomic_write
+
+    tensors = model_tensors(model)
+    atomic_write(
+        directory / SAFETENSORS_NAME, lambda f: save_file(tensors, f, metadata={"format": "pt"})
+    )
+    if tokenizer is not None:
+        tokenizer.save(directory)
+    if extra is not None:
+        extra(directory)
+    model.config.save(directory)
+
+
 def replace_dir(new: Path, target: Path) -> None:
-    """Move directory ``new`` to ``target``, replacing an existing one by two renames."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Put the complete directory ``new`` at ``target`` (see ``gpt2core.fsutil.replace_dir``)."""
+    from gpt2core import fsutil
+
+    fsutil.replace_dir(new, target)
 
 
 # -- transformers interop -------------------------------------------------------------

@@ -142,7 +142,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gpt2core.train import main_from_args
+    from repl.train_cli import main_from_args
 
     return main_from_args(args)
 
