@@ -59,6 +59,7 @@ from repl.widgets import (
     SidePanel,
     StatusBar,
 )
+from repl.widgets.views import AttentionView
 
 
 class NoWaitExecutor(ThreadPoolExecutor):
@@ -74,7 +75,12 @@ class GPT2App(App):
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="stop"),
         Binding("ctrl+c", "interrupt", "Stop / Quit", priority=True, id="interrupt"),
-        Binding("f2", "toggle_panel", "Tensors", id="toggle-panel"),
+        Binding("f2", "toggle_panel", "Panel", id="toggle-panel"),
+        Binding("f3", "next_view", "View", id="next-view"),
+        Binding("f5", "layer(-1)", "Layer-", id="layer-down", priority=True),
+        Binding("f6", "layer(1)", "Layer+", id="layer-up", priority=True),
+        Binding("f7", "head(-1)", "Head-", id="head-down", priority=True),
+        Binding("f8", "head(1)", "Head+", id="head-up", priority=True),
         Binding("ctrl+l", "clear", "Clear", id="clear"),
     ]
     # Tokens are drawn at most this often, however fast they come: one frame of the chat
@@ -451,8 +457,33 @@ class GPT2App(App):
 
     def action_toggle_panel(self) -> None:
         self.panel.display = not self.panel.display
-        if self.panel.display:
+        self.panel.render_panel()
+
+    def action_next_view(self) -> None:
+        if not self.panel.display:
+            self.panel.display = True
+        self.panel.show_view(self.panel.current + 1)
+        self.refresh_bindings()
+
+    def action_layer(self, delta: int) -> None:
+        self._attention(layer=delta)
+
+    def action_head(self, delta: int) -> None:
+        self._attention(head=delta)
+
+    def _attention(self, layer: int = 0, head: int = 0) -> None:
+        view = self.panel.view
+        if isinstance(view, AttentionView):
+            view.layer = max(0, view.layer + layer)
+            view.head = max(-1, view.head + head)  # -1: the average of the heads
+            view.drawn = -1
             self.panel.render_panel()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The layer/head keys show in the footer only while the Attention view is shown."""
+        if action in ("layer", "head"):
+            return self.is_mounted and isinstance(self.panel.view, AttentionView)
+        return True
 
     def action_clear(self) -> None:
         keep = [w for w in self.chat.children if getattr(w, "state", "") in ("queued",)]

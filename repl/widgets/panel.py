@@ -1,87 +1,101 @@
-"""The side panel: what the model saw and produced, step by step."""
+"""The side panel: what the model saw and produced, step by step, as a set of views.
+
+One container, one piece of state (``TurnState``), one widget per view (see
+``repl.widgets.views``). The app feeds the panel; the panel updates the state and draws
+only the view on show: a hidden view, or a hidden panel, does no work per token, and the
+model is asked only for the probes the shown view needs (``wanted_probes``).
+"""
 
 from __future__ import annotations
 
-from rich.cells import cell_len
-from rich.console import Group
-from rich.text import Text
-from textual.widgets import Static
+from textual.containers import VerticalScroll
+from textual.widgets import ContentSwitcher
 
 from gpt2core.generate import GenerationSummary, TokenEvent
-from gpt2core.tokenizer import piece
-from repl.session import printable, stats_line, tensor_text
+from repl.widgets.views import VIEWS, PanelView, TurnState
 
 
-class SidePanel(Static):
-    BAR = 16
+class SidePanel(VerticalScroll):
+    IDS_PER_LINE = 8  # about how many ids the output tensor's text fits on a line
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.border_title = "tensors"
-        self.input_ids: list[int] = []
-        self.output_ids: list[int] = []
-        self.event: TokenEvent | None = None
-        self.summary: GenerationSummary | None = None
-        self.tokenizer = None
-        self.renders = 0  # token batches rendered (tests check it is one per frame)
-        self._stale = False
+        self.state = TurnState()
+        self.renders = 0  # token batches drawn (tests check it is at most one per frame)
+        self._lines = 0
+        self.current = 0  # index into VIEWS
+
+    def compose(self):
+        with ContentSwitcher(initial=self._view_id(0)):
+            for i, view in enumerate(VIEWS):
+                yield view(id=self._view_id(i))
+
+    def on_mount(self) -> None:
+        self._title()
+        self.render_panel()
+
+    @staticmethod
+    def _view_id(i: int) -> str:
+        return f"view-{VIEWS[i].__name__.lower()}"
+
+    # -- what the app reads ------------------------------------------------------------
+    @property
+    def input_ids(self) -> list[int]:
+        return self.state.input_ids
+
+    @property
+    def output_ids(self) -> list[int]:
+        return self.state.output_ids
+
+    @property
+    def view(self) -> PanelView:
+        return self.query_one(f"#{self._view_id(self.current)}", PanelView)
+
+    @property
+    def wanted_probes(self) -> frozenset[str]:
+        """What the model must compute per step for the view on show (nothing if hidden)."""
+        return VIEWS[self.current].probes if self.display else frozenset()
+
+    # -- what the app calls -----------------------------------------------------------
+    def start(self, input_ids: list[int], tokenizer) -> None:
+        s = self.state
+        s.input_ids, s.output_ids = list(input_ids), list(input_ids)
+        s.event, s.summary, s.tokenizer = None, None, tokenizer
+        s.version += 1
         self._lines = 0
         self.render_panel()
 
-    def start(self, input_ids: list[int], tokenizer) -> None:
-        self.input_ids, self.output_ids = list(input_ids), list(input_ids)
-        self.event, self.summary, self.tokenizer = None, None, tokenizer
-        self.render_panel()
-
     def tokens(self, events: list[TokenEvent]) -> None:
-        """Tokens that arrived since the last frame: one render for all of them."""
+        """Tokens that arrived since the last frame: one draw for all of them."""
         if not events:
             return
-        self.output_ids.extend(e.token_id for e in events)
-        self.event = events[-1]
+        s = self.state
+        s.output_ids.extend(e.token_id for e in events)
+        s.event = events[-1]
+        s.version += 1
         self.renders += 1
-        if self.display:  # a hidden panel keeps its state but does no rendering work
-            # the panel's size is fixed: lay out again only when the output tensor's text
-            # may have grown a line (about 8 ids a line at this width)
-            lines = len(self.output_ids) // 8
-            self.render_panel(layout=lines != self._lines)
-            self._lines = lines
-        else:
-            self._stale = True
-
-    def on_show(self) -> None:
-        if self._stale:
-            self.render_panel()
+        # the panel's size is fixed: lay out again only when the text may have grown a line
+        lines = len(s.output_ids) // self.IDS_PER_LINE
+        self.render_panel(layout=lines != self._lines)
+        self._lines = lines
 
     def finish(self, summary: GenerationSummary) -> None:
-        self.summary = summary
-        self.input_ids, self.output_ids = summary.input_ids, summary.output_ids
+        s = self.state
+        s.summary = summary
+        s.input_ids, s.output_ids = list(summary.input_ids), list(summary.output_ids)
+        s.version += 1
         self.render_panel()
 
     def render_panel(self, layout: bool = True) -> None:
-        self._stale = False
-        parts = [
-            Text("input_ids", style="bold"),
-            Text(tensor_text(self.input_ids) if self.input_ids else "(no prompt yet)"),
-            Text("\noutput", style="bold"),
-            Text(tensor_text(self.output_ids) if self.output_ids else ""),
-        ]
-        if self.event is not None and self.tokenizer is not None:
-            parts.append(Text(f"\nnext-token candidates, step {self.event.step}", style="bold"))
-            rows = Text()  # plain lines, not a rich Table: this redraws every frame
-            cands = self.event.candidates
-            shown = [repr(printable(piece(self.tokenizer, c.token_id)))[:18] for c in cands]
-            width = max(cell_len(x) for x in shown)
-            for c, label in zip(cands, shown, strict=True):
-                bar = "█" * max(1, round(c.prob * self.BAR)) if c.prob > 0.005 else "·"
-                rows.append(f"{c.token_id:>6} ", style="cyan")
-                rows.append(label + " " * (1 + width - cell_len(label)))
-                rows.append(f"{c.prob:6.1%} ")
-                rows.append(bar, style="green")
-                rows.append(" ◀\n" if c.chosen else "\n", style="bold yellow")
-            rows.rstrip()
-            parts.append(rows)
-        if self.summary is not None:
-            parts.append(Text("\nlast turn", style="bold"))
-            parts.append(Text(stats_line(self.summary).replace(" | ", "\n")))
-        self.update(Group(*parts), layout=layout)
+        if self.display and self.is_mounted:
+            self.view.draw(self.state, layout=layout)
+
+    def show_view(self, index: int) -> None:
+        self.current = index % len(VIEWS)
+        self.query_one(ContentSwitcher).current = self._view_id(self.current)
+        self._title()
+        self.render_panel()
+
+    def _title(self) -> None:
+        self.border_title = VIEWS[self.current].title
+        self.border_subtitle = f"F3 view {self.current + 1}/{len(VIEWS)}"

@@ -60,7 +60,7 @@ async def test_typing_streams_a_completion_and_fills_the_panel(tmp_path):
         panel = app.query_one(SidePanel)
         assert panel.input_ids == [8, 9]
         assert len(panel.output_ids) == 11
-        text = text_of(panel)
+        text = text_of(panel.view)
         assert "tf.Tensor([[8 9]], shape=(1, 2), dtype=int32)" in text
         assert "shape=(1, 11), dtype=int32)" in text and "◀" in text
         assert "stop: max_new_tokens" in text
@@ -239,6 +239,6 @@ async def test_real_tiny_scratch_checkpoint(scratch_tiny_dir):
         await settle(app, pilot)
         turn = app.query_one(ChatTurn)
         assert turn.state == "done" and turn.completion
-        panel = text_of(app.query_one(SidePanel))
+        panel = text_of(app.query_one(SidePanel).view)
         assert "tf.Tensor([[7454 2402  257  640]], shape=(1, 4), dtype=int32)" in panel
         assert "shape=(1, 10), dtype=int32)" in panel
