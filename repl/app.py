@@ -77,6 +77,7 @@ class GPT2App(App):
         Binding("ctrl+c", "interrupt", "Stop / Quit", priority=True, id="interrupt"),
         Binding("f2", "toggle_panel", "Panel", id="toggle-panel"),
         Binding("f3", "next_view", "View", id="next-view"),
+        Binding("f4", "colour", "Surprisal", id="colour"),
         Binding("f5", "layer(-1)", "Layer-", id="layer-down", priority=True),
         Binding("f6", "layer(1)", "Layer+", id="layer-up", priority=True),
         Binding("f7", "head(-1)", "Head-", id="head-down", priority=True),
@@ -172,6 +173,7 @@ class GPT2App(App):
             settings=self.session.settings,
             context=self._ctx_used,
             rate=self._last_rate,
+            colour=self.session.display["color"] == "surprisal",
         )
 
     # -- input ---------------------------------------------------------------------------
@@ -187,6 +189,7 @@ class GPT2App(App):
             self.quit_now()
         elif isinstance(action, Reply):
             self.chat.add(NoticeLine(action.text, action.level))
+            self._show_colour()
             self.refresh_status()
         elif isinstance(action, Clear):
             self.action_clear()
@@ -259,6 +262,7 @@ class GPT2App(App):
             self.turn_widgets[turn] = widget
             self._running_turn = turn
             widget.start(lm.name)
+            widget.set_colour(self.session.display["color"] == "surprisal")
             self.generate(turn, action.prompt, lm, action.settings, self.cancel)
         self.refresh_status()
 
@@ -364,7 +368,7 @@ class GPT2App(App):
         for turn, events in by_turn.items():
             widget = self.turn_widgets.get(turn)
             if widget is not None:
-                widget.append("".join(e.text for e in events))
+                widget.append_tokens(events)
             self.panel.tokens(events)
         lm = self.session.current
         if lm is not None:
@@ -458,6 +462,18 @@ class GPT2App(App):
     def action_toggle_panel(self) -> None:
         self.panel.display = not self.panel.display
         self.panel.render_panel()
+
+    def action_colour(self) -> None:
+        """Colour each generated token by how surprised the model was (F4 or :set color)."""
+        on = self.session.display["color"] == "surprisal"
+        self.session.display["color"] = "none" if on else "surprisal"
+        self._show_colour()
+        self.refresh_status()
+
+    def _show_colour(self) -> None:
+        on = self.session.display["color"] == "surprisal"
+        for widget in self.query(ChatTurn):
+            widget.set_colour(on)
 
     def action_next_view(self) -> None:
         if not self.panel.display:

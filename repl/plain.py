@@ -26,12 +26,16 @@ from repl.session import (
     Quit,
     Reply,
     Session,
+    chosen_prob,
     data_dir,
     printable,
     stats_line,
+    surprisal_band,
     tensor_text,
     user_errors,
 )
+
+ANSI_BANDS = ("", "\x1b[33m", "\x1b[38;5;208m", "\x1b[1;31m")  # as SURPRISAL_BANDS
 
 
 class PlainREPL:
@@ -119,7 +123,7 @@ class PlainREPL:
                     self.out.write(label)
                     label = ""
                 if isinstance(event, TokenEvent):
-                    self.out.write(printable(event.text))
+                    self.out.write(self._shown(event))
                     self.out.flush()
                 elif isinstance(event, GenerationSummary):
                     self.out.write("\n")
@@ -134,6 +138,19 @@ class PlainREPL:
         except user_errors() as e:
             self.out.write("\n")
             self.say(str(e), error=True)
+
+    def _shown(self, event: TokenEvent) -> str:
+        """A token's text, made safe; coloured by surprisal when asked and stdout is a
+        terminal (never into a pipe or a file)."""
+        text = printable(event.text)
+        if self.session.display["color"] != "surprisal" or not self._is_tty():
+            return text
+        colour = ANSI_BANDS[surprisal_band(chosen_prob(event))]
+        return f"{colour}{text}\x1b[0m" if colour and text else text
+
+    def _is_tty(self) -> bool:
+        isatty = getattr(self.out, "isatty", None)
+        return bool(isatty and isatty())
 
     def compare(self, prompt: str) -> None:
         try:

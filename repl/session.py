@@ -66,6 +66,34 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, OSError)
 
 
+# How the front ends show things (not how the model samples): `:set color=surprisal`.
+# Each key lists its values, the default first.
+DISPLAY: dict[str, tuple[str, ...]] = {"color": ("none", "surprisal")}
+
+
+# Surprisal colouring: a generated token's probability under the model, in bands. Each
+# front end maps a band to its own colour; the legend is the same everywhere.
+SURPRISAL_BANDS: tuple[tuple[float, str], ...] = (
+    (0.5, "p>50%"),
+    (0.2, "20-50%"),
+    (0.05, "5-20%"),
+    (0.0, "<5%"),
+)
+
+
+def surprisal_band(prob: float) -> int:
+    """0 for an expected token (p > 0.5) ... 3 for a gamble (p < 0.05)."""
+    for i, (floor, _) in enumerate(SURPRISAL_BANDS):
+        if prob > floor:
+            return i
+    return len(SURPRISAL_BANDS) - 1
+
+
+def chosen_prob(event: TokenEvent) -> float:
+    """The probability the model gave the token it produced (from the step's candidates)."""
+    return next((c.prob for c in event.candidates if c.chosen), 0.0)
+
+
 # -- actions: what the front end should do with a line ------------------------------------
 
 
@@ -177,6 +205,7 @@ class Session:
         self.history = History(history_path or None)
         self._lock = threading.Lock()
         self.wanted_model: str | None = None  # set by a front end that loads in the background
+        self.display = {key: values[0] for key, values in DISPLAY.items()}
 
     # -- parsing ------------------------------------------------------------------------
     def handle(self, line: str) -> Action | None:
@@ -231,18 +260,26 @@ class Session:
             if not eq or not key:
                 return Reply(f"{pair!r} is not key=value; {usage}", "error")
             assignments[key] = value
+        display = {k: v for k, v in assignments.items() if k in DISPLAY}
         try:
-            self.settings = self.settings.parsed(assignments)
+            for key, value in display.items():
+                if value not in DISPLAY[key]:
+                    raise SettingsError(
+                        f"{key}={value!r} is invalid: {key} must be one of "
+                        f"{', '.join(DISPLAY[key])}"
+                    )
+            sampling = {k: v for k, v in assignments.items() if k not in DISPLAY}
+            self.settings = self.settings.parsed(sampling) if sampling else self.settings
         except SettingsError as e:
             return Reply(str(e), "error")
-        return Reply(
-            "set "
-            + ", ".join(f"{k}={getattr(self.settings, k.replace('-', '_'))}" for k in assignments)
-        )
+        self.display.update(display)
+        shown = {**self.display, **self.settings.as_dict()}
+        return Reply("set " + ", ".join(f"{k}={shown[k.replace('-', '_')]}" for k in assignments))
 
     def settings_text(self) -> str:
         s = self.settings
-        return "  ".join(f"{k}={v}" for k, v in asdict(s).items() if k != "candidates")
+        shown = {**{k: v for k, v in asdict(s).items() if k != "candidates"}, **self.display}
+        return "  ".join(f"{k}={v}" for k, v in shown.items())
 
     def cmd_tokens(self, text: str) -> Reply:
         from gpt2core.tokenizer import piece

@@ -6,7 +6,9 @@ from rich.text import Text
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
-from repl.session import CompareResult, printable
+from repl.session import CompareResult, chosen_prob, printable, surprisal_band
+
+BAND_STYLES = ("", "yellow", "dark_orange", "bold red")  # see repl.session.SURPRISAL_BANDS
 
 
 class NoticeLine(Static):
@@ -27,6 +29,8 @@ class ChatTurn(Static):
         super().__init__()
         self.model, self.prompt = model, prompt
         self.completion = ""
+        self.pieces: list[tuple[str, int]] = []  # (text, surprisal band) per generated token
+        self.colour = False  # surprisal colouring on?
         self.state = state  # queued | generating | done | stopped | failed
         self.footer = ""
         self._prompt_text = self._shown_prompt(prompt)
@@ -50,9 +54,21 @@ class ChatTurn(Static):
         self.model, self.state = model, "generating"
         self._refresh_text()
 
-    def append(self, text: str) -> None:
+    def append_tokens(self, events) -> None:
+        """Add streamed tokens (each with the probability the model gave it)."""
+        self.pieces.extend((e.text, surprisal_band(chosen_prob(e))) for e in events)
+        self.append("".join(e.text for e in events), record=False)
+
+    def set_colour(self, on: bool) -> None:
+        if on != self.colour:
+            self.colour = on
+            self._refresh_text(layout=False)
+
+    def append(self, text: str, record: bool = True) -> None:
         """Add streamed text. A layout pass (the costly part of a frame) is asked for only
         when the turn may have grown a line: a newline, or about a line's worth of text."""
+        if record:
+            self.pieces.append((text, 0))
         self.completion += text
         width = max(self.size.width, 20)
         rows = self.completion.count("\n") + len(self.completion) // width
@@ -75,7 +91,11 @@ class ChatTurn(Static):
         t.append(f"{printable(self.model)} ", style="bold magenta")
         tail = self.prompt.rsplit("\n", 1)[-1][-200:]
         t.append(printable(tail), style="dim")
-        t.append(printable(self.completion))
+        if self.colour:
+            for text, band in self.pieces:
+                t.append(printable(text), style=BAND_STYLES[band])
+        else:
+            t.append(printable(self.completion))
         if self.state == "generating":
             t.append("▌", style="blink")
         elif self.state == "stopped":

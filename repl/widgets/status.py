@@ -17,6 +17,7 @@ class StatusBar(Static):
         settings,
         context: tuple[int, int] | None,
         rate: float | None,
+        colour: bool = False,
     ) -> None:
         t = Text()
         t.append(f" {state} ", style="reverse bold" if state != "ready" else "reverse")
@@ -28,4 +29,11 @@ class StatusBar(Static):
             t.append(f"  ctx {context[0]}/{context[1]}")
         if rate:
             t.append(f"  {rate:.1f} tok/s")
+        if colour:  # the legend of the surprisal colouring
+            from repl.session import SURPRISAL_BANDS
+            from repl.widgets.chat import BAND_STYLES
+
+            t.append("  p: ")
+            for (_, label), style in zip(SURPRISAL_BANDS, BAND_STYLES, strict=True):
+                t.append(label + " ", style=style or "bold")
         self.update(t, layout=False)  # one line, always: no layout pass needed
