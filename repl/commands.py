@@ -58,6 +58,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "compare", "PROMPT", "the same prompt to the scratch and the pretrained model, side by side"
     ),
+    CommandSpec(
+        "again",
+        "[same]",
+        "run the last prompt again with a new seed (same: with the same seed, the same tokens)",
+        ("same",),
+    ),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
     CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
     CommandSpec("help", "", "list the commands"),

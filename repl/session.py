@@ -248,6 +248,21 @@ class Session:
             return Reply(self.current.description if self.current else "no model loaded yet")
         return LoadModel(arg)
 
+    def cmd_again(self, arg: str) -> Action:
+        if arg not in ("", "same"):
+            return Reply(f"usage: {BY_NAME['again'].full_usage}", "error")
+        if not self.turns:
+            return Reply("nothing to run again yet: type a prompt first", "error")
+        last = self.turns[-1]
+        settings = self.settings
+        if arg == "same":
+            settings = Settings(**last.settings)
+        else:
+            settings = settings.updated(seed=secrets.randbelow(2**31))
+        current = self.current.name if self.current else None
+        model = last.model if arg == "same" else (self.wanted_model or current)
+        return Generate(last.prompt, settings=settings, model=model)
+
     def cmd_compare(self, arg: str) -> Action:
         return Compare(arg)
 

@@ -157,3 +157,19 @@ def test_a_new_command_is_one_row_and_one_method(monkeypatch):
     assert s.handle(":echo hi") == Reply("HI")
     assert s.handle(":echo").text == "usage: :echo TEXT"
     assert ":echo TEXT" in commands.help_text()
+
+
+def test_again_reruns_the_last_prompt(session):
+    assert session.handle(":again").level == "error"  # nothing yet
+    session.handle(":set max_new_tokens=6 temperature=1.5 top_k=0")
+    first = session.handle("the quick")
+    events = list(session.run_turn(first.prompt, settings=first.settings))
+    turn = session.turns[-1]
+    same = session.handle(":again same")
+    assert same.prompt == "the quick" and same.settings.seed == turn.seed
+    list(session.run_turn(same.prompt, settings=same.settings))
+    assert session.turns[-1].output_ids == turn.output_ids  # same seed, same tokens
+    fresh = session.handle(":again")
+    assert fresh.prompt == "the quick" and fresh.settings.seed is not None
+    assert len(events) == 7
+    assert session.handle(":again twice").level == "error"
