@@ -383,21 +383,133 @@ class ScratchLM(LanguageModel):
 
 
 class PretrainedLM(LanguageModel):
-    """transformers' ``TFGPT2LMHeadModel`` (the reference implementation), streamed with
-    its own ``past_key_values``, exactly as its ``generate`` does it."""
+    """transformers' ``TFGPT2LMHeadModel`` (the reference implementation), streamed with its
+    own weights and code, compiled by XLA.
+
+    transformers' XLA ``generate`` keeps ``past_key_values`` at a fixed size (zeros for the
+    slots not yet written, an ``attention_mask`` of 0 over them) so that its while-loop body
+    has one shape; a stream returns to Python after every token, so here one compiled
+    function runs the model on T new tokens against such a padded past and writes their
+    keys and values into it at ``index``. The past is padded to a power of two (like the
+    scratch decoder's window) and grows by padding. If compiling fails for a checkpoint, the
+    model falls back to the eager loop (``past_key_values`` as the model returns them) and
+    says so in its description.
+    """
 
     kind = "pretrained"
+    MIN_PAST = 64
+    MIN_PROMPT = 16
 
-    def __init__(self, hf_model, tokenizer: Tokenizer, name: str, description: str = ""):
+    def __init__(
+        self,
+        hf_model,
+        tokenizer: Tokenizer,
+        name: str,
+        description: str = "",
+        compiled: bool = True,
+    ):
+        from gpt2core._tf import tf
+
         self.model = hf_model
         self.tokenizer = tokenizer
         self.name = name
-        self.description = description
+        self._description = description
         self.n_positions = int(hf_model.config.n_positions)
         self.num_params = int(sum(int(np.prod(w.shape)) for w in hf_model.weights))
-        self._past = None
+        self.traces = 0
+        self.fallback_reason = "" if compiled else "compiled step turned off"
+        self._past = None  # eager: the model's own past; compiled: L x (2, 1, nh, P, hs)
+        self._mask = None  # compiled: (P,) int32, 1 where the past holds a real position
+        self.index = 0
+        c = hf_model.config
+        layer = tf.TensorSpec([2, 1, c.n_head, None, c.n_embd // c.n_head], tf.float32)
+        self._fn = tf.function(
+            self._run_impl,
+            input_signature=[
+                tf.TensorSpec([1, None], tf.int32),  # input_ids (1, T)
+                tuple(layer for _ in range(c.n_layer)),  # past, L x (2, 1, nh, P, hs)
+                tf.TensorSpec([1, None], tf.int32),  # past_mask (1, P)
+                tf.TensorSpec([], tf.int32),  # index: position of input_ids[0, 0]
+                tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
+            ],
+            jit_compile=True,
+        )
 
-    def _run(self, ids):
+    @property
+    def description(self) -> str:
+        if self.fallback_reason:
+            return f"{self._description} (eager: {self.fallback_reason})"
+        return self._description
+
+    @description.setter
+    def description(self, text: str) -> None:
+        self._description = text
+
+    @property
+    def compiled(self) -> bool:
+        return not self.fallback_reason
+
+    def _run_impl(self, input_ids, past, past_mask, index, last):
+        from tensorflow.compiler.tf2xla.python import xla
+
+        from gpt2core._tf import tf
+
+        self.traces += 1
+        t = tf.shape(input_ids)[1]
+        p = tf.shape(past_mask)[1]
+        mask = tf.concat([past_mask, tf.ones_like(input_ids)], axis=1)  # (1, P + T)
+        positions = index + tf.range(t)[None]  # (1, T)
+        out = self.model.transformer(
+            input_ids=input_ids,
+            past_key_values=past,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            training=False,
+        )
+        hidden = tf.gather(out.last_hidden_state, [last], axis=1)  # (1, T, C) -> (1, 1, C)
+        # the model's own head (TFGPT2LMHeadModel.call), on the one position we need
+        logits = tf.matmul(hidden, self.model.transformer.wte.weights, transpose_b=True)
+        new_past = []
+        for present in out.past_key_values:  # (2, 1, nh, P + T, hs): past, then the T new
+            rows = present[:, :, :, p:]  # (2, 1, nh, T, hs)
+            start = tf.stack([0, 0, 0, index, 0])
+            new_past.append(xla.dynamic_update_slice(present[:, :, :, :p], rows, start))
+        return logits[0, 0], tuple(new_past)  # (V,), L x (2, 1, nh, P, hs)
+
+    def _grow(self, size: int) -> None:
+        """Pad the past (and its mask) to ``size`` slots."""
+        from gpt2core._tf import tf
+
+        if self._past is None:
+            c = self.model.config
+            shape = [2, 1, c.n_head, size, c.n_embd // c.n_head]
+            self._past = tuple(tf.zeros(shape) for _ in range(c.n_layer))
+            self._mask = np.zeros(size, np.int32)
+            return
+        old = int(self._past[0].shape[3])
+        if size > old:
+            pad = [[0, 0]] * 3 + [[0, size - old], [0, 0]]
+            self._past = tuple(tf.pad(x, pad) for x in self._past)  # (2, 1, nh, P', hs)
+            self._mask = np.concatenate([self._mask, np.zeros(size - old, np.int32)])
+
+    def _run_compiled(self, ids: list[int], last: int, real: int) -> np.ndarray:
+        from gpt2core._tf import tf
+
+        n = self.n_positions
+        self._grow(bucket(self.index + len(ids), self.MIN_PAST, n))
+        logits, self._past = self._fn(
+            tf.constant([ids], tf.int32),
+            self._past,
+            tf.constant(self._mask[None]),
+            tf.constant(self.index),
+            tf.constant(last),
+        )
+        self._mask[self.index : self.index + real] = 1
+        self.index += real
+        return logits.numpy()
+
+    def _run_eager(self, ids):
         from gpt2core._tf import tf
 
         out = self.model(
@@ -408,7 +520,28 @@ class PretrainedLM(LanguageModel):
 
     def _prefill(self, ids, capacity):
         self._past = None
-        return self._run(ids)
+        self.index = 0
+        if self.compiled:
+            padded = bucket(len(ids), self.MIN_PROMPT, self.n_positions)
+            tokens = list(ids) + [0] * (padded - len(ids))  # right-padded: causal mask hides it
+            try:
+                return self._run_compiled(tokens, len(ids) - 1, len(ids))
+            except Exception as e:  # noqa: BLE001 - any compile failure: run eager instead
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                self.fallback_reason = f"XLA could not compile it: {first[:120]}"
+                self._past = None
+        return self._run_eager(ids)
 
     def _step(self, token_id):
-        return self._run([token_id])
+        if self.compiled:
+            return self._run_compiled([token_id], 0, 1)
+        return self._run_eager([token_id])
+
+    def warmup(self) -> None:
+        """Compile a short prompt and the steps of a short reply (a 64-slot past); longer
+        pasts compile when a generation first needs them."""
+        with self.busy:
+            self._prefill([0], 1)
+            if self.compiled:
+                self._step(0)
+            self._past, self._mask, self.index = None, None, 0
