@@ -1,17 +1,18 @@
-"""Decoding speed on the same random 124M GPT-2 weights, greedy, 4-token prompt, 96 new
-tokens, one machine, one run:
+"""Decoding speed on the same random 124M GPT-2 weights, greedy, 4-token prompt, at 96 and
+at 512 new tokens, one machine, one run:
 
-  (a) gpt2core's decoder (ScratchLM: XLA prefill + step, pre-allocated KV cache)
-  (b) transformers' TFGPT2LMHeadModel.generate, eager
-  (c) the same generate under tf.function(jit_compile=True)
-  (d) the pretrained backend's stream (TFGPT2LMHeadModel + past_key_values)
+  (a) gpt2core's decoder (ScratchLM: one XLA function, KV cache in variables)
+  (b) transformers' TFGPT2LMHeadModel.generate, eager (only with --eager: ~5 tok/s)
+  (c) the same generate under tf.function(jit_compile=True): the peer to beat
+  (d) the pretrained backend's stream (TFGPT2LMHeadModel, compiled step, padded past)
 
-For each: end-to-end tokens/s (96 / wall time of the whole generation), time to first
-token, prefill time of a 1,000-token prompt, peak RSS (each variant runs in its own
-process). Greedy ids of (a), (c) and (d) are checked against (b). The ratio (a)/(b) is
-printed last.
+Each variant runs in its own process, --rounds times (default 2), and the table shows
+medians. For each: end-to-end tokens/s (new tokens / wall time of the whole generation,
+prefill included), the decode rate after the first token (streams only), time to first
+token, prefill time of a 1,000-token prompt, peak RSS of the process. Greedy ids are
+checked against (c). Ratios are against (c), measured in the same run.
 
-    uv run python benchmarks/generate.py [--new-tokens 96] [--skip c]
+    uv run python benchmarks/generate.py [--new-tokens 96,512] [--skip d] [--eager]
 """
 
 from __future__ import annotations
@@ -54,29 +55,36 @@ def _long_prompt() -> list[int]:
     return np.random.default_rng(0).integers(0, 50257, LONG).tolist()
 
 
-def run_variant(name: str, ckpt: str, n: int) -> dict:
+def run_variant(name: str, ckpt: str, counts: list[int]) -> dict:
     from gpt2core._tf import tf
     from gpt2core.sampling import Settings
 
-    settings = Settings(greedy=True, max_new_tokens=n, stop_at_eos=False)
-    out: dict = {"variant": name}
+    out: dict = {"variant": name, "runs": {}}
     if name in ("a", "d"):
         from gpt2core.specs import load_lm
 
+        t = time.perf_counter()
         lm = load_lm(("scratch:" if name == "a" else "pretrained:") + ckpt)
+        lm.warmup()
+        out["ready_s"] = time.perf_counter() - t
+        out["description"] = lm.description
 
         def gen(ids, k):
             lm.encode = lambda _text: list(ids)
-            return lm.generate("", settings.updated(max_new_tokens=k))
+            return lm.generate("", Settings(greedy=True, max_new_tokens=k, stop_at_eos=False))
 
-        gen(PROMPT, n)  # warm-up: compiles the shapes (cache buckets) this run uses
+        for n in counts:
+            gen(PROMPT, n)  # warm-up: compiles the shapes (cache buckets) this run uses
+            t = time.perf_counter()
+            s = gen(PROMPT, n)
+            wall = time.perf_counter() - t
+            out["runs"][n] = dict(
+                ids=s.output_ids,
+                tokens_per_s=n / wall,
+                decode_tokens_per_s=s.tokens_per_s,
+                ttft_s=s.ttft_s,
+            )
         gen(_long_prompt(), 1)
-        t = time.perf_counter()
-        s = gen(PROMPT, n)
-        wall = time.perf_counter() - t
-        out.update(
-            ids=s.output_ids, wall_s=wall, ttft_s=s.ttft_s, decode_tokens_per_s=s.tokens_per_s
-        )
         t = time.perf_counter()
         gen(_long_prompt(), 1)
         out["prefill_1000_s"] = time.perf_counter() - t
@@ -107,98 +115,126 @@ def run_variant(name: str, ckpt: str, n: int) -> dict:
         # transformers' XLA generate fails for max_new_tokens=1 ("Fill dimensions must be
         # >= 0"), so (c) times its first token and its prefill with 2 new tokens
         first = 2 if name == "c" else 1
-        gen(PROMPT, n)  # warm-up (and, for XLA, compilation of these shapes)
+        for n in counts:
+            gen(PROMPT, n)  # warm-up (and, for XLA, compilation of these shapes)
+            t = time.perf_counter()
+            ids = gen(PROMPT, n).numpy()[0].tolist()
+            wall = time.perf_counter() - t
+            out["runs"][n] = dict(ids=ids, tokens_per_s=n / wall)
         gen(PROMPT, first)
-        gen(_long_prompt(), first)
-        t = time.perf_counter()
-        ids = gen(PROMPT, n).numpy()[0].tolist()
-        wall = time.perf_counter() - t
         t = time.perf_counter()
         gen(PROMPT, first)
         ttft = time.perf_counter() - t
+        for r in out["runs"].values():
+            r["ttft_s"] = ttft
+        gen(_long_prompt(), first)
         t = time.perf_counter()
         gen(_long_prompt(), first)
-        out.update(ids=ids, wall_s=wall, ttft_s=ttft, prefill_1000_s=time.perf_counter() - t)
-    out["tokens_per_s"] = n / out["wall_s"]
+        out["prefill_1000_s"] = time.perf_counter() - t
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 LABELS = {
-    "a": "gpt2core decoder (XLA, KV cache)",
-    "b": "HF TFGPT2LMHeadModel.generate eager",
-    "c": "HF generate, XLA (ttft/prefill: 2 tokens)",
-    "d": "pretrained backend stream",
+    "a": "gpt2core ScratchLM (XLA, in-place KV cache)",
+    "b": "HF TFGPT2LMHeadModel.generate, eager",
+    "c": "HF generate under XLA (ttft/prefill: 2 tok)",
+    "d": "pretrained backend stream (compiled)",
 }
+
+
+def _median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--new-tokens", type=int, default=96)
-    ap.add_argument("--skip", default="", help="variants to skip, e.g. 'c'")
+    ap.add_argument("--new-tokens", default="96,512")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--skip", default="", help="variants to skip, e.g. 'd'")
+    ap.add_argument("--eager", action="store_true", help="also run (b), eager HF generate")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    counts = [int(x) for x in args.new_tokens.split(",")]
     if args.variant:
-        print("RESULT " + json.dumps(run_variant(args.variant, args.ckpt, args.new_tokens)))
+        print("RESULT " + json.dumps(run_variant(args.variant, args.ckpt, counts)))
         return
 
+    variants = [v for v in "abcd" if v not in args.skip and (v != "b" or args.eager)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-gpt2-"))
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    loads = []
     try:
         print("building a random 124M GPT-2 checkpoint...", flush=True)
         make_checkpoint(tmp)
-        results = {}
-        for v in "abcd":
-            if v in args.skip:
-                continue
-            print(f"running ({v}) {LABELS[v]}...", flush=True)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--variant",
-                    v,
-                    "--ckpt",
-                    str(tmp),
-                    "--new-tokens",
-                    str(args.new_tokens),
-                ],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if line is None:
-                print(f"  failed:\n{proc.stderr[-3000:]}")
-                continue
-            results[v] = json.loads(line[7:])
+        for r in range(args.rounds):
+            for v in variants:
+                print(f"round {r + 1}: ({v}) {LABELS[v]}...", flush=True)
+                loads.append(os.getloadavg()[0])
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--variant", v, "--ckpt", str(tmp)]
+                    + ["--new-tokens", args.new_tokens],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                )
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if line is None:
+                    print(f"  failed:\n{proc.stderr[-3000:]}")
+                    continue
+                results[v].append(json.loads(line[7:]))
+                loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(
-        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; 124M GPT-2 (random "
-        f"weights), greedy, 4-token prompt, {args.new_tokens} new tokens\n"
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; 124M GPT-2 (random weights), "
+        f"greedy, 4-token prompt; medians of {args.rounds} processes per variant; 1-min load "
+        f"average during the run {min(loads, default=0):.1f}-{max(loads, default=0):.1f}\n"
     )
-    print(
-        f"{'variant':46} {'tok/s':>7} {'ttft s':>7} {'prefill 1000 s':>15} {'peak RSS MB':>12} "
-        f"{'ids = (b)':>9}"
-    )
-    ref = results.get("b", {}).get("ids")
-    for v, r in results.items():
-        same = "-" if ref is None or v == "b" else ("yes" if r["ids"] == ref else "NO")
-        print(
-            f"({v}) {LABELS[v]:42} {r['tokens_per_s']:7.1f} {r['ttft_s']:7.3f} "
-            f"{r['prefill_1000_s']:15.3f} {r['peak_rss_mb']:12.0f} {same:>9}"
-        )
-    if "a" in results:
-        print(
-            f"\n(a) decode rate after the first token: {results['a']['decode_tokens_per_s']:.1f} "
-            f"tok/s"
-        )
-    if "a" in results and "b" in results:
-        ratio = results["a"]["tokens_per_s"] / results["b"]["tokens_per_s"]
-        print(f"ratio (a)/(b) tokens/s: {ratio:.2f}x")
+    ref = {
+        n: (results.get("c") or [{}])[0].get("runs", {}).get(str(n), {}).get("ids") for n in counts
+    }
+    head = f"{'variant':46}" + "".join(f" {'tok/s @' + str(n):>11} {'decode':>7}" for n in counts)
+    print(head + f" {'ttft s':>7} {'pf1000 s':>8} {'RSS MB':>7} {'ids=(c)':>7}")
+    med = {}
+    for v, rs in results.items():
+        if not rs:
+            continue
+        row = f"({v}) {LABELS[v]:42}"
+        same = []
+        for n in counts:
+            runs = [r["runs"][str(n)] for r in rs]
+            tps = _median([x["tokens_per_s"] for x in runs])
+            dec = _median([x.get("decode_tokens_per_s") for x in runs])
+            med[(v, n)] = tps
+            row += f" {tps:11.1f} {dec:7.1f}" if dec else f" {tps:11.1f} {'-':>7}"
+            if v != "c" and ref[n] is not None:
+                same.append(all(x["ids"] == ref[n] for x in runs))
+        ttft = _median([r["runs"][str(counts[0])]["ttft_s"] for r in rs])
+        pf = _median([r["prefill_1000_s"] for r in rs])
+        rss = _median([r["peak_rss_mb"] for r in rs])
+        ok = "-" if v == "c" or not same else ("yes" if all(same) else "NO")
+        print(row + f" {ttft:7.3f} {pf:8.3f} {rss:7.0f} {ok:>7}")
+    print()
+    for v in variants:
+        for n in counts:
+            if v != "c" and (v, n) in med and ("c", n) in med:
+                print(f"({v})/(c) at {n} new tokens: {med[(v, n)] / med[('c', n)]:.2f}x")
+    for v in ("a", "d"):
+        if (v, counts[0]) in med and (v, counts[-1]) in med and len(counts) > 1:
+            ratio = med[(v, counts[-1])] / med[(v, counts[0])]
+            print(f"({v}) rate at {counts[-1]} / rate at {counts[0]}: {ratio:.2f}")
+        if results.get(v):
+            print(
+                f"({v}) ready (load + warmup) s: {_median([r['ready_s'] for r in results[v]]):.1f}"
+            )
 
 
 if __name__ == "__main__":

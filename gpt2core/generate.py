@@ -212,12 +212,27 @@ def bucket(n: int, lo: int, hi: int) -> int:
 
 
 class ScratchDecoder:
-    """KV-cache decoding for a gpt2core ``GPT2``, with XLA-compiled prefill and step.
+    """KV-cache decoding for a gpt2core ``GPT2``: one XLA-compiled function runs both the
+    prefill (T prompt tokens) and each step (T = 1).
 
-    The cache is allocated once per generation for ``capacity`` positions, rounded up to
-    a power of two, and grows (by padding) only if a generation outlives it. Prompt
-    lengths are padded to a power of two too, so the compiled functions see a handful of
-    shapes, never one per prompt length or per token. ``traces`` counts Python traces.
+    Decoding one token reads every weight once (495 MB at 124M), so its speed is memory
+    bandwidth; the decoder's job is to add as little traffic as it can to that:
+
+    - The KV cache lives in ``tf.Variable``s (per layer, k and v, each (1, nh, n_positions,
+      hs)) that the compiled function updates in place: a step writes one row per layer,
+      and no cache goes into or out of the call.
+    - A step attends over the written prefix of the cache only, rounded up to a power of
+      two (at least ``MIN_CACHE``, at most n_positions), never over the whole allocation.
+      The length of the ``window`` argument carries that size, so the function is traced
+      once and XLA compiles it once per (prompt bucket, window bucket) shape.
+    - Prompts are right-padded to a power of two (at least ``MIN_PROMPT``); padding
+      positions write junk rows after the prompt, which the causal mask hides and each
+      new token overwrites before any query can see it.
+    - Only the last real position goes through the head (the prefill's other T - 1
+      positions would cost a (T, V) matmul for nothing), and the head multiplies by wte
+      with ``transpose_b``, so no transposed copy of wte is kept.
+
+    ``traces`` counts Python traces of the compiled function (1 after the first call).
     """
 
     MIN_CACHE = 64
@@ -229,83 +244,108 @@ class ScratchDecoder:
         self.model = model
         self.config = model.config
         self.traces = 0
-        # the tied head, laid out (C, V) for decoding (see GPT2.call_with_cache); a copy
-        # taken now, so a decoder is made after the weights are final
-        self.head_kernel = tf.Variable(tf.transpose(model.wte.embeddings), trainable=False)
-        layer = tf.TensorSpec([2, 1, self.config.n_head, None, self.config.head_size], tf.float32)
-        spec_cache = tuple(layer for _ in range(self.config.n_layer))
-        self._prefill_fn = tf.function(
-            self._prefill_impl,
+        self.index = 0  # cache rows written so far = position of the next token
+        self._kv = None  # made on first use: n_layer x (k, v) variables
+        self._windows: dict[int, object] = {}  # window size -> (S,) int32 constant
+        self.compiled: set[tuple[int, int]] = set()  # (T, S) shapes run so far
+        self._fn = tf.function(
+            self._run_impl,
             input_signature=[
-                tf.TensorSpec([1, None], tf.int32),
-                spec_cache,
-                tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([1, None], tf.int32),  # token_ids (1, T)
+                tf.TensorSpec([], tf.int32),  # index: position of token_ids[0, 0]
+                tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
+                tf.TensorSpec([None], tf.int32),  # window (S,): attend over cache rows < S
             ],
             jit_compile=True,
         )
-        self._step_fn = tf.function(
-            self._step_impl,
-            input_signature=[
-                tf.TensorSpec([1, 1], tf.int32),
-                spec_cache,
-                tf.TensorSpec([], tf.int32),
-            ],
-            jit_compile=True,
-        )
-        self.cache = None
-        self.index = 0
-        self._stepped_sizes: set[int] = set()
 
-    def _prefill_impl(self, token_ids, cache, last):
-        self.traces += 1
-        logits, cache = self.model.call_with_cache(
-            token_ids, cache, 0, logits_index=last, head_kernel=self.head_kernel
-        )
-        return logits[:, 0], cache  # (1, V), L x (2, 1, nh, S, hs)
-
-    def _step_impl(self, token_id, cache, index):
-        self.traces += 1
-        logits, cache = self.model.call_with_cache(
-            token_id, cache, index, head_kernel=self.head_kernel
-        )
-        return logits[:, 0], cache  # (1, V), L x (2, 1, nh, S, hs)
-
-    def prefill(self, ids: list[int], capacity: int) -> np.ndarray:
+    def _variables(self):
         from gpt2core._tf import tf
 
-        n_ctx = self.config.n_positions
-        size = bucket(max(capacity, len(ids)), self.MIN_CACHE, n_ctx)
-        padded = bucket(len(ids), self.MIN_PROMPT, size)
-        tokens = np.zeros([1, padded], np.int32)  # (1, Tp) right-padded with id 0
-        tokens[0, : len(ids)] = ids
-        # Padding positions write junk K/V after the prompt; the causal mask never lets a
-        # real position see them, and each new token overwrites its slot before use.
-        cache = self.model.init_cache(1, size)
-        logits, self.cache = self._prefill_fn(tf.constant(tokens), cache, tf.constant(len(ids) - 1))
-        self.index = len(ids)
-        if size not in self._stepped_sizes:
-            # XLA compiles the step once per cache size: do it now, inside time-to-first-token,
-            # so the decode rate measures decoding. The result is discarded.
-            self._step_fn(
-                tf.zeros([1, 1], tf.int32), self.cache, tf.constant(min(self.index, size - 1))
+        if self._kv is None:
+            c = self.config
+            shape = [1, c.n_head, c.n_positions, c.head_size]
+            self._kv = tuple(
+                (
+                    tf.Variable(tf.zeros(shape), trainable=False, name=f"h.{i}.k_cache"),
+                    tf.Variable(tf.zeros(shape), trainable=False, name=f"h.{i}.v_cache"),
+                )
+                for i in range(c.n_layer)
             )
-            self._stepped_sizes.add(size)
-        return logits.numpy()[0]
+        return self._kv
+
+    def _run_impl(self, token_ids, index, last, window):
+        from tensorflow.compiler.tf2xla.python import xla
+
+        from gpt2core._tf import tf
+
+        self.traces += 1
+        c = self.config
+        s = tf.shape(window)[0]  # a compile-time constant under XLA
+        t = tf.shape(token_ids)[1]
+        # Each variable is read once and written once, with only its T new rows, so XLA can
+        # update it in place (with region analysis on: see gpt2core/__init__.py).
+        values = tuple((k.read_value(), v.read_value()) for k, v in self._kv)
+        cache = tuple((k[:, :, :s], v[:, :, :s]) for k, v in values)  # L x 2 x (1, nh, S, hs)
+        _, hidden, cache = self.model.call_with_cache(token_ids, cache, index)
+        start = tf.stack([0, 0, index, 0])
+        size = [1, c.n_head, t, c.head_size]
+        for variables, old, new in zip(self._kv, values, cache, strict=True):
+            for var, before, after in zip(variables, old, new, strict=True):
+                rows = xla.dynamic_slice(after, start, size)  # (1, nh, T, hs): the new rows
+                var.assign(xla.dynamic_update_slice(before, rows, start))  # in place
+        h = tf.gather(hidden, last, axis=1)  # (1, T, C) -> (1, C)
+        return tf.matmul(h, self.model.wte.embeddings, transpose_b=True)[0]  # (V,)
+
+    def _window(self, size: int):
+        from gpt2core._tf import tf
+
+        w = self._windows.get(size)
+        if w is None:
+            w = self._windows[size] = tf.range(size, dtype=tf.int32)  # (S,)
+        return w
+
+    def run(self, ids: list[int], index: int, last: int) -> np.ndarray:
+        """Write ids at positions index.. into the cache; logits after ids[last]."""
+        from gpt2core._tf import tf
+
+        self._variables()
+        n = self.config.n_positions
+        size = bucket(index + len(ids), self.MIN_CACHE, n)
+        if index + len(ids) > size:
+            raise ValueError(f"{index + len(ids)} positions do not fit a {n}-position cache")
+        logits = self._fn(
+            tf.constant([ids], tf.int32), tf.constant(index), tf.constant(last), self._window(size)
+        )
+        self.compiled.add((len(ids), size))
+        return logits.numpy()
+
+    def prefill(self, ids: list[int], capacity: int = 0) -> np.ndarray:
+        """Start a generation: the prompt at positions 0.. (``capacity`` is not needed:
+        the cache is sized by the model's window, attended by the written prefix)."""
+        n_ctx = self.config.n_positions
+        padded = bucket(len(ids), self.MIN_PROMPT, n_ctx)
+        tokens = list(ids) + [0] * (padded - len(ids))  # (Tp,) right-padded with id 0
+        logits = self.run(tokens, 0, len(ids) - 1)
+        self.index = len(ids)
+        return logits
 
     def step(self, token_id: int) -> np.ndarray:
-        from gpt2core._tf import tf
-
-        size = int(self.cache[0].shape[3])
-        if self.index >= size:  # outgrew the cache: double it (bounded by n_positions)
-            bigger = bucket(self.index + 1, self.MIN_CACHE, self.config.n_positions)
-            pad = [[0, 0]] * 3 + [[0, bigger - size], [0, 0]]
-            # each layer: (2, 1, nh, S, hs) -> (2, 1, nh, S', hs)
-            self.cache = tuple(tf.pad(c, pad) for c in self.cache)
-        logits, self.cache = self._step_fn(
-            tf.constant([[token_id]], tf.int32), self.cache, tf.constant(self.index, tf.int32)
-        )
+        logits = self.run([token_id], self.index, 0)
         self.index += 1
-        return logits.numpy()[0]
+        return logits
+
+    def compile(self, prompt_lengths=(), windows=()) -> None:
+        """Compile the prefill shapes for these prompt lengths and the step shapes for
+        these window sizes now (the cache contents are scratch afterwards)."""
+        for length in prompt_lengths:
+            self.prefill([0] * length)
+        n = self.config.n_positions
+        for size in windows:
+            size = bucket(size, self.MIN_CACHE, n)
+            if (1, size) not in self.compiled:
+                self.run([0], size - 1, 0)
+        self.index = 0
 
 
 class ScratchLM(LanguageModel):
@@ -327,32 +367,149 @@ class ScratchLM(LanguageModel):
         return self.decoder.step(token_id)
 
     def warmup(self, capacities: tuple[int, ...] = (128, 256)) -> None:
-        """Compile the shapes a typical turn uses (a short prompt; caches of 128 and 256
+        """Compile the shapes a typical turn uses (a short prompt; windows of up to 256
         positions), so the first prompts do not wait for XLA."""
         with self.busy:
-            for capacity in capacities:
-                self.decoder.prefill([0], min(capacity, self.n_positions))
+            top = min(max(capacities), self.n_positions)
+            windows = []
+            size = ScratchDecoder.MIN_CACHE
+            while size < top:
+                windows.append(size)
+                size *= 2
+            self.decoder.compile(prompt_lengths=(1,), windows=(*windows, top))
 
 
 # -- transformers' GPT-2 ---------------------------------------------------------------
 
 
 class PretrainedLM(LanguageModel):
-    """transformers' ``TFGPT2LMHeadModel`` (the reference implementation), streamed with
-    its own ``past_key_values``, exactly as its ``generate`` does it."""
+    """transformers' ``TFGPT2LMHeadModel`` (the reference implementation), streamed with its
+    own weights and code, compiled by XLA.
+
+    transformers' XLA ``generate`` keeps ``past_key_values`` at a fixed size (zeros for the
+    slots not yet written, an ``attention_mask`` of 0 over them) so that its while-loop body
+    has one shape; a stream returns to Python after every token, so here one compiled
+    function runs the model on T new tokens against such a padded past and writes their
+    keys and values into it at ``index``. The past is padded to a power of two (like the
+    scratch decoder's window) and grows by padding. If compiling fails for a checkpoint, the
+    model falls back to the eager loop (``past_key_values`` as the model returns them) and
+    says so in its description.
+    """
 
     kind = "pretrained"
+    MIN_PAST = 64
+    MIN_PROMPT = 16
 
-    def __init__(self, hf_model, tokenizer: Tokenizer, name: str, description: str = ""):
+    def __init__(
+        self,
+        hf_model,
+        tokenizer: Tokenizer,
+        name: str,
+        description: str = "",
+        compiled: bool = True,
+    ):
+        from gpt2core._tf import tf
+
         self.model = hf_model
         self.tokenizer = tokenizer
         self.name = name
-        self.description = description
+        self._description = description
         self.n_positions = int(hf_model.config.n_positions)
         self.num_params = int(sum(int(np.prod(w.shape)) for w in hf_model.weights))
-        self._past = None
+        self.traces = 0
+        self.fallback_reason = "" if compiled else "compiled step turned off"
+        self._past = None  # eager: the model's own past; compiled: L x (2, 1, nh, P, hs)
+        self._mask = None  # compiled: (P,) int32, 1 where the past holds a real position
+        self.index = 0
+        c = hf_model.config
+        layer = tf.TensorSpec([2, 1, c.n_head, None, c.n_embd // c.n_head], tf.float32)
+        self._fn = tf.function(
+            self._run_impl,
+            input_signature=[
+                tf.TensorSpec([1, None], tf.int32),  # input_ids (1, T)
+                tuple(layer for _ in range(c.n_layer)),  # past, L x (2, 1, nh, P, hs)
+                tf.TensorSpec([1, None], tf.int32),  # past_mask (1, P)
+                tf.TensorSpec([], tf.int32),  # index: position of input_ids[0, 0]
+                tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
+            ],
+            jit_compile=True,
+        )
 
-    def _run(self, ids):
+    @property
+    def description(self) -> str:
+        if self.fallback_reason:
+            return f"{self._description} (eager: {self.fallback_reason})"
+        return self._description
+
+    @description.setter
+    def description(self, text: str) -> None:
+        self._description = text
+
+    @property
+    def compiled(self) -> bool:
+        return not self.fallback_reason
+
+    def _run_impl(self, input_ids, past, past_mask, index, last):
+        from tensorflow.compiler.tf2xla.python import xla
+
+        from gpt2core._tf import tf
+
+        self.traces += 1
+        t = tf.shape(input_ids)[1]
+        p = tf.shape(past_mask)[1]
+        mask = tf.concat([past_mask, tf.ones_like(input_ids)], axis=1)  # (1, P + T)
+        positions = index + tf.range(t)[None]  # (1, T)
+        out = self.model.transformer(
+            input_ids=input_ids,
+            past_key_values=past,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            training=False,
+        )
+        hidden = tf.gather(out.last_hidden_state, [last], axis=1)  # (1, T, C) -> (1, 1, C)
+        # the model's own head (TFGPT2LMHeadModel.call), on the one position we need
+        logits = tf.matmul(hidden, self.model.transformer.wte.weights, transpose_b=True)
+        new_past = []
+        for present in out.past_key_values:  # (2, 1, nh, P + T, hs): past, then the T new
+            rows = present[:, :, :, p:]  # (2, 1, nh, T, hs)
+            start = tf.stack([0, 0, 0, index, 0])
+            new_past.append(xla.dynamic_update_slice(present[:, :, :, :p], rows, start))
+        return logits[0, 0], tuple(new_past)  # (V,), L x (2, 1, nh, P, hs)
+
+    def _grow(self, size: int) -> None:
+        """Pad the past (and its mask) to ``size`` slots."""
+        from gpt2core._tf import tf
+
+        if self._past is None:
+            c = self.model.config
+            shape = [2, 1, c.n_head, size, c.n_embd // c.n_head]
+            self._past = tuple(tf.zeros(shape) for _ in range(c.n_layer))
+            self._mask = np.zeros(size, np.int32)
+            return
+        old = int(self._past[0].shape[3])
+        if size > old:
+            pad = [[0, 0]] * 3 + [[0, size - old], [0, 0]]
+            self._past = tuple(tf.pad(x, pad) for x in self._past)  # (2, 1, nh, P', hs)
+            self._mask = np.concatenate([self._mask, np.zeros(size - old, np.int32)])
+
+    def _run_compiled(self, ids: list[int], last: int, real: int) -> np.ndarray:
+        from gpt2core._tf import tf
+
+        n = self.n_positions
+        self._grow(bucket(self.index + len(ids), self.MIN_PAST, n))
+        logits, self._past = self._fn(
+            tf.constant([ids], tf.int32),
+            self._past,
+            tf.constant(self._mask[None]),
+            tf.constant(self.index),
+            tf.constant(last),
+        )
+        self._mask[self.index : self.index + real] = 1
+        self.index += real
+        return logits.numpy()
+
+    def _run_eager(self, ids):
         from gpt2core._tf import tf
 
         out = self.model(
@@ -363,7 +520,28 @@ class PretrainedLM(LanguageModel):
 
     def _prefill(self, ids, capacity):
         self._past = None
-        return self._run(ids)
+        self.index = 0
+        if self.compiled:
+            padded = bucket(len(ids), self.MIN_PROMPT, self.n_positions)
+            tokens = list(ids) + [0] * (padded - len(ids))  # right-padded: causal mask hides it
+            try:
+                return self._run_compiled(tokens, len(ids) - 1, len(ids))
+            except Exception as e:  # noqa: BLE001 - any compile failure: run eager instead
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                self.fallback_reason = f"XLA could not compile it: {first[:120]}"
+                self._past = None
+        return self._run_eager(ids)
 
     def _step(self, token_id):
-        return self._run([token_id])
+        if self.compiled:
+            return self._run_compiled([token_id], 0, 1)
+        return self._run_eager([token_id])
+
+    def warmup(self) -> None:
+        """Compile a short prompt and the steps of a short reply (a 64-slot past); longer
+        pasts compile when a generation first needs them."""
+        with self.busy:
+            self._prefill([0], 1)
+            if self.compiled:
+                self._step(0)
+            self._past, self._mask, self.index = None, None, 0

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import math
 
-from tensorflow.compiler.tf2xla.python import xla
-
 from gpt2core._tf import keras, tf
 from gpt2core.config import GPT2Config
 
@@ -47,14 +45,7 @@ def _layer_norm(config: GPT2Config, name: str) -> keras.layers.LayerNormalizatio
 
 
 class Linear(keras.layers.Layer):
-    """y = x @ kernel + bias, kernel stored [in, out] like GPT-2's Conv1D.
-
-    ``decode=True`` (single-token decoding) puts an XLA optimisation barrier between
-    the matmul and the bias add: on CPU, XLA otherwise fuses the add into the dot and
-    emits a loop that streams the weights ~1.6x slower than its plain matrix-vector
-    kernel (measured: 48 GPT-2-small GEMVs 23 ms fused vs 15 ms split). Training keeps
-    the fused form, which has a gradient.
-    """
+    """y = x @ kernel + bias, kernel stored [in, out] like GPT-2's Conv1D."""
 
     def __init__(self, units: int, kernel_std: float, **kwargs):
         super().__init__(**kwargs)
@@ -66,11 +57,8 @@ class Linear(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
-    def call(self, x, decode=False):
-        y = tf.matmul(x, self.kernel)  # (B, T, in) @ (in, out) -> (B, T, out)
-        if decode:
-            y = xla.optimization_barrier(y)[0]  # keep the bias add out of the dot's fusion
-        return y + self.bias  # (B, T, out)
+    def call(self, x):
+        return tf.matmul(x, self.kernel) + self.bias  # (B, T, in) @ (in, out) -> (B, T, out)
 
 
 class CausalSelfAttention(keras.layers.Layer):
@@ -89,7 +77,7 @@ class CausalSelfAttention(keras.layers.Layer):
         x = tf.reshape(x, [b, t, self.n_head, self.head_size])  # (B, T, C) -> (B, T, nh, hs)
         return tf.transpose(x, [0, 2, 1, 3])  # (B, T, nh, hs) -> (B, nh, T, hs)
 
-    def _attend(self, q, k, v, mask, training, decode=False):
+    def _attend(self, q, k, v, mask, training):
         # q: (B, nh, T, hs); k, v: (B, nh, S, hs); mask: (T, S), True where allowed
         att = tf.matmul(q, k, transpose_b=True)  # (B, nh, T, S)
         att = att * (1.0 / math.sqrt(self.head_size))  # (B, nh, T, S)
@@ -100,7 +88,7 @@ class CausalSelfAttention(keras.layers.Layer):
         y = tf.transpose(y, [0, 2, 1, 3])  # (B, nh, T, hs) -> (B, T, nh, hs)
         b, t = tf.shape(y)[0], tf.shape(y)[1]
         y = tf.reshape(y, [b, t, self.n_head * self.head_size])  # (B, T, nh, hs) -> (B, T, C)
-        return self.resid_dropout(self.c_proj(y, decode=decode), training=training)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y), training=training)  # (B, T, C)
 
     def call(self, x, training=False):
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # (B, T, C) -> 3 x (B, T, C)
@@ -110,19 +98,21 @@ class CausalSelfAttention(keras.layers.Layer):
         return self._attend(q, k, v, mask, training)
 
     def call_with_cache(self, x, cache, index):
-        """x: (B, T, C) new positions index..index+T-1; cache: (2, B, nh, S, hs)."""
-        qkv = self.c_attn(x, decode=True)  # (B, T, C) -> (B, T, 3C)
-        q, k, v = tf.split(qkv, 3, axis=-1)  # (B, T, 3C) -> 3 x (B, T, C)
+        """x: (B, T, C), new positions index..index+T-1; cache: (k, v), each (B, nh, S, hs).
+
+        The new keys and values are written into the cache at rows index..index+T-1, and
+        the queries attend over all S rows: the mask hides rows after each query's own
+        position, which also hides rows not yet written."""
+        q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # (B, T, C) -> 3 x (B, T, C)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # 3 x (B, nh, T, hs)
         start = [0, 0, index, 0]
-        k_all = keras.ops.slice_update(cache[0], start, k)  # in place under XLA
-        v_all = keras.ops.slice_update(cache[1], start, v)
-        # k_all, v_all: (B, nh, S, hs), rows index..index+T-1 replaced
+        k_all = keras.ops.slice_update(cache[0], start, k)  # (B, nh, S, hs), rows replaced
+        v_all = keras.ops.slice_update(cache[1], start, v)  # (B, nh, S, hs)
         t, s = tf.shape(x)[1], tf.shape(k_all)[2]
         q_pos = index + tf.range(t)[:, None]  # (T, 1) absolute position of each query
-        mask = tf.range(s)[None, :] <= q_pos  # (T, S): causal, and hides unwritten slots
-        y = self._attend(q, k_all, v_all, mask, training=False, decode=True)  # (B, T, C)
-        return y, tf.stack([k_all, v_all])  # (B, T, C), (2, B, nh, S, hs)
+        mask = tf.range(s)[None, :] <= q_pos  # (T, S): causal, and hides unwritten rows
+        y = self._attend(q, k_all, v_all, mask, training=False)  # (B, T, C)
+        return y, (k_all, v_all)
 
 
 class MLP(keras.layers.Layer):
@@ -133,10 +123,10 @@ class MLP(keras.layers.Layer):
         self.c_proj = Linear(config.n_embd, resid_std, name="c_proj")
         self.dropout = keras.layers.Dropout(config.dropout)
 
-    def call(self, x, training=False, decode=False):
-        h = self.c_fc(x, decode=decode)  # (B, T, C) -> (B, T, 4C)
+    def call(self, x, training=False):
+        h = self.c_fc(x)  # (B, T, C) -> (B, T, 4C)
         h = tf.nn.gelu(h, approximate=True)  # (B, T, 4C), GPT-2's "gelu_new"
-        h = self.c_proj(h, decode=decode)  # (B, T, 4C) -> (B, T, C)
+        h = self.c_proj(h)  # (B, T, 4C) -> (B, T, C)
         return self.dropout(h, training=training)  # (B, T, C)
 
 
@@ -156,7 +146,7 @@ class Block(keras.layers.Layer):
     def call_with_cache(self, x, cache, index):
         a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index)  # (B, T, C)
         x = x + a  # (B, T, C)
-        x = x + self.mlp(self.ln_2(x), decode=True)  # (B, T, C)
+        x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x, cache
 
 
@@ -189,10 +179,8 @@ class GPT2(keras.Model):
         x = self.wte(token_ids) + self.wpe(pos)[None]  # (B, T, C) + (1, T, C) -> (B, T, C)
         return self.drop(x, training=training)  # (B, T, C)
 
-    def _head(self, x, head_kernel=None):
+    def _head(self, x):
         x = self.ln_f(x)  # (B, T, C)
-        if head_kernel is not None:  # wte transposed once by the decoder: (C, V)
-            return tf.matmul(x, head_kernel)  # (B, T, C) @ (C, V) -> (B, T, V)
         # tied head: (B, T, C) . (V, C) over C -> (B, T, V)
         return tf.einsum("btc,vc->btv", x, self.wte.embeddings)
 
@@ -202,35 +190,29 @@ class GPT2(keras.Model):
             x = block(x, training=training)  # (B, T, C)
         return self._head(x)  # (B, T, V)
 
-    def init_cache(self, batch_size: int, length: int) -> tuple[tf.Tensor, ...]:
-        """An empty KV cache for `length` positions: one (2, B, nh, S, hs) per layer.
-
-        A tuple of per-layer tensors rather than one stacked tensor: XLA then updates each
-        layer's slice without re-stacking (copying) the whole cache every step."""
+    def init_cache(self, batch_size: int, length: int) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
+        """An empty KV cache for ``length`` positions: per layer a (k, v) pair, each
+        (B, nh, S, hs). Per-layer tensors rather than one stacked tensor, so a layer's
+        update touches that layer's rows only."""
         c = self.config
-        return tuple(
-            tf.zeros([2, batch_size, c.n_head, length, c.head_size]) for _ in range(c.n_layer)
-        )
+        shape = [batch_size, c.n_head, length, c.head_size]
+        return tuple((tf.zeros(shape), tf.zeros(shape)) for _ in range(c.n_layer))
 
-    def call_with_cache(
-        self, token_ids, cache, cache_update_index, logits_index=None, head_kernel=None
-    ):
-        """Run new tokens at positions cache_update_index.. against the cache.
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Run new tokens at positions cache_update_index.. against the cache (keras-hub's
+        ``GPT2CausalLM.call_with_cache``).
 
-        token_ids: (B, T); cache: n_layer x (2, B, nh, S, hs); cache_update_index: scalar.
-        Returns (logits, cache): logits (B, T, V), or (B, 1, V) for the one position
-        ``logits_index`` (0-based within token_ids) when it is given, which spares the
-        (T, V) head matmul during a long prefill. ``head_kernel``, wte transposed to
-        (C, V), is the same tied head laid out for decoding: with wte itself XLA on CPU
-        copies a transposed wte (154 MB at 124M) inside every step.
+        token_ids: (B, T); cache: n_layer x (k, v), each (B, nh, S, hs); cache_update_index:
+        scalar, the position of token_ids[:, 0]. Returns (logits (B, T, V), hidden (B, T, C)
+        after ln_f, the updated cache). A caller that needs fewer logits (one position, or
+        another head layout) can take ``hidden``; under XLA the unused logits cost nothing.
         """
         index = tf.cast(cache_update_index, tf.int32)
         x = self._embed(token_ids, index)  # (B, T, C)
         new_cache = []
         for block, layer_cache in zip(self.h, cache, strict=True):
             x, layer_cache = block.call_with_cache(x, layer_cache, index)  # (B, T, C)
-            new_cache.append(layer_cache)  # (2, B, nh, S, hs)
-        if logits_index is not None:
-            x = tf.gather(x, [logits_index], axis=1)  # (B, T, C) -> (B, 1, C)
-        logits = self._head(x, head_kernel)  # (B, T|1, V)
-        return logits, tuple(new_cache)  # (B, T|1, V), n_layer x (2, B, nh, S, hs)
+            new_cache.append(layer_cache)  # (k, v), each (B, nh, S, hs)
+        hidden = self.ln_f(x)  # (B, T, C)
+        logits = tf.einsum("btc,vc->btv", hidden, self.wte.embeddings)  # (B, T, V), tied head
+        return logits, hidden, tuple(new_cache)

@@ -153,7 +153,7 @@ def test_no_retracing_after_warmup(scratch_tiny_dir):
     lm = load_lm(f"scratch:{scratch_tiny_dir}")
     lm.generate("warm up", GREEDY.updated(max_new_tokens=3))
     traces = lm.decoder.traces
-    assert traces == 2  # one prefill, one step
+    assert traces == 1  # one function for the prefill and the steps
     for n in (1, 5, 17, 40, 90):  # prompt lengths across several buckets
         lm.generate(" hi" * n, GREEDY.updated(max_new_tokens=30))
     assert lm.decoder.traces == traces

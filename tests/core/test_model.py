@@ -62,9 +62,9 @@ def test_cached_decoding_equals_full_forward(tiny):
     ids = np.random.RandomState(1).randint(0, 50257, (1, 12)).astype(np.int32)
     full = tiny(tf.constant(ids)).numpy()
     cache = tiny.init_cache(1, 16)
-    logits, cache = tiny.call_with_cache(tf.constant(ids[:, :8]), cache, 0)
+    logits, _, cache = tiny.call_with_cache(tf.constant(ids[:, :8]), cache, 0)
     steps = [logits.numpy()]
     for t in range(8, 12):
-        logits, cache = tiny.call_with_cache(tf.constant(ids[:, t : t + 1]), cache, t)
+        logits, _, cache = tiny.call_with_cache(tf.constant(ids[:, t : t + 1]), cache, t)
         steps.append(logits.numpy())
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)

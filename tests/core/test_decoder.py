@@ -1,0 +1,133 @@
+"""The scratch decoder: KV cache in variables updated in place, attention over buckets of
+the written prefix, one trace for every prompt length, ids identical to transformers'."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_hf_model
+
+PROMPT = [7454, 2402, 257, 640]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """transformers' model and gpt2core's, same random weights, a 1,024-position window
+    (so a long generation crosses every cache bucket: 64, 128, 256, 512, 1024)."""
+    from gpt2core.config import GPT2Config
+    from gpt2core.model import GPT2
+    from gpt2core.weights import _hf_name_from_tf, assign_tensors
+
+    # a wider init than GPT-2's 0.02 spreads the logits, so greedy decoding wanders over
+    # the vocabulary instead of repeating one token, and has no near-ties
+    hf = make_hf_model(n_layer=2, n_head=2, n_embd=32, n_positions=1024, initializer_range=0.3)
+    ours = GPT2(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=1024))
+    assign_tensors(ours, {_hf_name_from_tf(w.name): w.numpy() for w in hf.weights}, "hf")
+    return hf, ours
+
+
+def _lm(model, gpt2_tokenizer):
+    from gpt2core.generate import ScratchLM
+
+    return ScratchLM(model, gpt2_tokenizer)
+
+
+def _greedy(lm, prompt, n):
+    from gpt2core.sampling import Settings
+
+    lm.encode = lambda _text: list(prompt)
+    return lm.generate("", Settings(greedy=True, max_new_tokens=n, stop_at_eos=False))
+
+
+def _hf_greedy(hf, prompt, n):
+    import tensorflow as tf
+
+    out = hf.generate(
+        tf.constant([prompt]),
+        max_new_tokens=n,
+        do_sample=False,
+        pad_token_id=50256,
+        eos_token_id=None,
+    )
+    return out.numpy()[0].tolist()
+
+
+@pytest.mark.parametrize("n", [96, pytest.param(600, marks=pytest.mark.slow)])
+def test_greedy_ids_equal_transformers_across_every_cache_size(pair, gpt2_tokenizer, n):
+    hf, ours = pair
+    lm = _lm(ours, gpt2_tokenizer)
+    summary = _greedy(lm, PROMPT, n)
+    ref = _hf_greedy(hf, PROMPT, n)
+    assert summary.output_ids == ref
+    assert len(set(ref[len(PROMPT) :])) > 10  # a real walk over the vocabulary, not one token
+    windows = {size for t, size in lm.decoder.compiled if t == 1}
+    assert max(windows) == (1024 if n == 600 else 128)  # attended a prefix, not 1,024 rows
+
+
+def test_step_logits_equal_full_forward_after_in_place_updates(pair):
+    import tensorflow as tf
+
+    from gpt2core.generate import ScratchDecoder
+
+    _, ours = pair
+    dec = ScratchDecoder(ours)
+    ids = np.random.RandomState(0).randint(0, 50257, 140).tolist()
+    got = [dec.prefill(ids[:5])]
+    variables = [v for kv in dec._variables() for v in kv]
+    for t in range(5, 140):  # crosses the 64- and 128-row windows
+        got.append(dec.step(ids[t]))
+    full = ours(tf.constant([ids])).numpy()[0]  # (T, V)
+    np.testing.assert_allclose(np.stack(got), full[4:], atol=1e-5)
+    # the same variables (updated in place, never replaced), holding the prompt's keys
+    assert [v for kv in dec._kv for v in kv] == variables
+    _, _, ref = ours.call_with_cache(tf.constant([ids]), ours.init_cache(1, 140), 0)
+    np.testing.assert_allclose(dec._kv[1][0].numpy()[:, :, :140], ref[1][0].numpy(), atol=1e-5)
+
+
+def test_step_updates_the_cache_without_copying_it(pair):
+    """XLA must update the cache variables in place: no copy of a whole layer's cache."""
+    import tensorflow as tf
+
+    from gpt2core.generate import ScratchDecoder
+
+    _, ours = pair
+    dec = ScratchDecoder(ours)
+    dec.prefill(PROMPT)
+    c = ours.config
+    hlo = dec._fn.experimental_get_compiler_ir(
+        tf.constant([[1]]), tf.constant(len(PROMPT)), tf.constant(0), dec._window(64)
+    )(stage="optimized_hlo")
+    whole = f"f32[1,{c.n_head},{c.n_positions},{c.head_size}]"
+    assert whole in hlo  # the variables are there ...
+    copies = [line for line in hlo.splitlines() if f"{whole}{{3,2,1,0}} copy(" in line]
+    assert copies == []  # ... and never copied
+
+
+def test_one_trace_for_every_prompt_length_and_window(pair, gpt2_tokenizer):
+    _, ours = pair
+    lm = _lm(ours, gpt2_tokenizer)
+    for n in (1, 3, 17, 40, 60, 300, 700):  # prompt buckets 16 .. 1024, windows 64 .. 1024
+        prompt = np.random.RandomState(n).randint(0, 50257, n).tolist()
+        _greedy(lm, prompt, 20)
+    assert lm.decoder.traces == 1
+    assert len(lm.decoder.compiled) >= 8  # many XLA shapes, one Python trace
+
+
+def test_sliding_window_continues_like_a_fresh_prefill(gpt2_tokenizer):
+    """When the window fills, the context slides and decoding goes on; the tokens after the
+    slide are the ones a fresh generation from the slid context produces."""
+    from gpt2core.config import GPT2Config
+    from gpt2core.generate import ScratchLM
+    from gpt2core.model import GPT2
+
+    model = GPT2(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64))
+    model.build_weights()
+    for w in model.weights:  # spread the logits (see `pair`)
+        w.assign(w * 15.0 if len(w.shape) == 2 else w)
+    lm = ScratchLM(model, gpt2_tokenizer)
+    summary = _greedy(lm, PROMPT, 100)  # 4 + 100 > 64: slides at least once
+    assert summary.new_tokens == 100 and summary.stop_reason == "max_new_tokens"
+    ids = summary.output_ids
+    # first slide: after position 64 the context is the last 48 tokens
+    context = ids[: 64 + 1][-48:]
+    fresh = _greedy(lm, context, 10).output_ids[len(context) :]
+    assert ids[65 : 65 + 10] == fresh
