@@ -352,6 +352,30 @@ class Pipeline:
     chosen_prob: float  # its probability in the final distribution
 
 
+def stage_distributions(
+    settings: Settings, logits: np.ndarray, history: Sequence[int]
+) -> list[tuple[str, bool, np.ndarray]]:
+    """(name, active, (V,) probabilities) for the raw logits ("logits") and after each
+    stage: the softmax of what the stage handed on, 0 where a cut removed the token.
+    ``active`` is False where the stage changed nothing (its setting is off)."""
+    raw = np.asarray(logits, dtype=np.float32)  # (V,)
+
+    def dense(x: Scores) -> np.ndarray:  # stage output -> (V,) probabilities
+        if x.ids is None:
+            return _softmax(x.z)
+        p = np.zeros(raw.shape[0])  # (V,)
+        p[x.ids] = _softmax(x.z)  # (n,) scattered into (V,)
+        return p
+
+    x = Scores(raw)
+    out = [("logits", True, dense(x))]
+    for stage in STAGES:
+        y = stage.apply(x, settings, history)
+        out.append((stage.name, y is not x, dense(y) if y is not x else out[-1][2]))
+        x = y
+    return out
+
+
 def pipeline(
     settings: Settings, logits: np.ndarray, history: Sequence[int], token: int
 ) -> Pipeline:
@@ -359,40 +383,23 @@ def pipeline(
     ``settings.candidates`` raw tokens, plus the chosen one when it is not among them.
     Costs a few (V,) softmaxes: call it only while someone is looking."""
     raw = np.asarray(logits, dtype=np.float32)  # (V,)
-    vocab = raw.shape[0]
-
-    def dense(x: Scores) -> np.ndarray:  # stage output -> (V,) probabilities
-        if x.ids is None:
-            return _softmax(x.z)
-        p = np.zeros(vocab)  # (V,)
-        p[x.ids] = _softmax(x.z)  # (n,) scattered into (V,)
-        return p
-
-    x = Scores(raw)
-    stages, active, dists = ["logits"], [True], [dense(x)]
-    for stage in STAGES:
-        y = stage.apply(x, settings, history)
-        stages.append(stage.name)
-        active.append(y is not x)
-        dists.append(dense(y) if y is not x else dists[-1])
-        x = y
+    columns = stage_distributions(settings, raw, history)
     if settings.is_greedy:
-        stages.append("greedy")
-        active.append(True)
-        dists.append(np.zeros(vocab))
-        dists[-1][token] = 1.0
-
+        one_hot = np.zeros(raw.shape[0])  # (V,)
+        one_hot[token] = 1.0
+        columns.append(("greedy", True, one_hot))
+    dists = [d for _, _, d in columns]
     final = dists[-1]  # (V,)
     live = final[final > 0]  # (n,)
     shown = [int(i) for i in top_ids(raw, settings.candidates)]
     if token not in shown:
-        shown.append(token)
+        shown.append(int(token))
     return Pipeline(
-        stages=tuple(stages),
-        active=tuple(active),
+        stages=tuple(name for name, _, _ in columns),
+        active=tuple(on for _, on, _ in columns),
         kept=tuple(int(np.count_nonzero(d)) for d in dists),
         rows=tuple((i, tuple(float(d[i]) for d in dists)) for i in shown),
-        entropy_bits=float(-(live * np.log2(live)).sum()),
+        entropy_bits=float(0.0 - (live * np.log2(live)).sum()),  # 0.0 -: never -0.0
         token=int(token),
         chosen_rank=int(np.count_nonzero(raw > raw[token])) + 1,
         chosen_prob=float(final[token]),
