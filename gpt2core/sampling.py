@@ -194,7 +194,8 @@ def repetition_penalty(x: Scores, s: Settings, history: Sequence[int]) -> Scores
     seen = np.unique(np.asarray(history, dtype=np.int64))  # (U,)
     seen = seen[seen < z.shape[0]]  # (U',)
     vals = z[seen]  # (U',)
-    z[seen] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
+    with np.errstate(over="ignore"):  # a huge negative logit times the penalty is -inf
+        z[seen] = np.where(vals > 0, vals / s.repetition_penalty, vals * s.repetition_penalty)
     return Scores(z, x.ids)
 
 
@@ -310,9 +311,8 @@ class Sampler:
 
     def _candidates(self, raw: np.ndarray, token: int) -> list[Candidate]:
         m = float(raw.max())
-        total = float(
-            np.exp(raw - m, dtype=np.float32).sum(dtype=np.float64)
-        )  # softmax denominator
+        with np.errstate(over="ignore"):  # -3e38 - 3e38 is -inf: exp gives 0, rightly
+            total = float(np.exp(raw - m, dtype=np.float32).sum(dtype=np.float64))  # (V,) -> ()
         top = top_ids(raw, self.s.candidates)  # (k,) most likely first
 
         def prob(i: int) -> float:
