@@ -7,8 +7,10 @@ output" true for both backends alike.
 Sampling is an ordered list of small named stages, in transformers' order: repetition
 penalty, temperature, top-k, top-p; then the draw (greedy: the argmax). Each stage maps
 ``Scores`` (logits over all or part of the vocabulary) to ``Scores``, so ``STAGES`` is the
-one place to add one, and ``explain`` shows a teacher what each stage did to the
-candidates by softmaxing every stage's output.
+one place to add one, and ``Sampler.explain`` (only when asked: it costs a few (V,)
+softmaxes) shows a teacher what each stage did to the candidates by softmaxing every
+stage's output. For a seed, the stages draw exactly the tokens the single-function
+sampler before them drew (tests/core/test_sampling_pipeline.py keeps a frozen copy).
 """
 
 from __future__ import annotations
@@ -348,7 +350,7 @@ class Pipeline:
     rows: tuple[tuple[int, tuple[float, ...]], ...]  # (token_id, a prob per stage)
     entropy_bits: float  # of the final distribution
     token: int  # the chosen token
-    chosen_rank: int  # its rank in the raw logits, 1 = the model's favourite
+    chosen_rank: int  # 1 + how many raw logits are larger: 1 = the model's favourite
     chosen_prob: float  # its probability in the final distribution
 
 
