@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpt2core.sampling import USER_SETTINGS
+
 
 @dataclass(frozen=True)
 class CommandSpec:
@@ -29,15 +31,7 @@ class CommandSpec:
         return f":{self.name} {self.usage}".rstrip()
 
 
-SETTING_KEYS = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "repetition_penalty",
-    "max_new_tokens",
-    "seed",
-    "greedy",
-)
+SETTING_KEYS = USER_SETTINGS  # declared once, on gpt2core.sampling.Settings
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
@@ -49,8 +43,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "set",
         "key=value ...",
-        "change settings: temperature, top_k, top_p, repetition_penalty, "
-        "max_new_tokens, seed, greedy",
+        f"change settings: {', '.join(SETTING_KEYS)}",
         tuple(f"{k}=" for k in SETTING_KEYS),
     ),
     CommandSpec("settings", "", "show the current settings"),
