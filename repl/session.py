@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gpt2core.errors import UserError
 from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
-from gpt2core.sampling import Settings, SettingsError
+from gpt2core.sampling import USER_SETTINGS, Settings, SettingsError
 from repl.commands import BY_NAME, help_text
 from repl.terminal import safe, strip_controls
 
@@ -293,7 +293,7 @@ class Session:
 
     def settings_text(self) -> str:
         s = self.settings
-        shown = {**{k: v for k, v in asdict(s).items() if k != "candidates"}, **self.display}
+        shown = {**{k: getattr(s, k) for k in USER_SETTINGS}, **self.display}
         return "  ".join(f"{k}={v}" for k, v in shown.items())
 
     def cmd_tokens(self, text: str) -> Reply:

@@ -75,9 +75,11 @@ def test_generate_with_a_bad_checkpoint_is_one_line(
     assert match in err
 
 
-def _run(args: list[str], home: Path) -> subprocess.CompletedProcess:
+def _run(args: list[str], home: Path, verbose: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "GPT2_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: TF at its default verbosity
+    if verbose:  # TF logs at INFO too (XLA compiles after the import log): there is output
+        env["TF_CPP_MIN_LOG_LEVEL"] = "0"
     return subprocess.run(
         [sys.executable, "-m", "repl.cli", *args],
         capture_output=True,
@@ -93,7 +95,7 @@ def test_generate_prints_no_native_log_lines(tmp_path, scratch_tiny_dir, hf_tiny
     and the lines are in native.log instead. A bad checkpoint's one-line error still
     reaches the real stderr."""
     args = ["generate", "--model", f"scratch:{scratch_tiny_dir}", "--max-new-tokens", "3", "hi"]
-    ok = _run(args, tmp_path)
+    ok = _run(args, tmp_path, verbose=True)
     assert ok.returncode == 0, ok.stderr
     assert "generated_text:" in ok.stdout
     assert NATIVE_LOG.search(ok.stderr) is None, ok.stderr
