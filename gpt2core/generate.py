@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +25,20 @@ from gpt2core.errors import UserError
 from gpt2core.sampling import Candidate, Sampler, Settings
 from gpt2core.tokenizer import Tokenizer, stream_decoder
 
+LENS_TOP = 5  # tokens per layer in the logit lens
+
 
 class GenerationError(UserError):
     """A prompt the model cannot run (one-line user error)."""
+
+
+@dataclass(frozen=True)
+class PromptEvent:
+    """The first event of a stream: the ids the model will see for the prompt (after any
+    cut from the left to fit the context) and how many were cut."""
+
+    input_ids: list[int]
+    dropped_tokens: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,10 @@ class TokenEvent:
     text: str  # text this token completes ('' while a multi-byte character is split)
     candidates: list[Candidate]
     step_s: float  # seconds spent on this token (model + sampling)
+    # What the model computed for this step when a view asked (else None): "attention"
+    # (n_layer, n_head, T) weights of the predicted position over the context, "lens"
+    # (per layer, [(id, prob), ...] top tokens), "pipeline" (a sampling.Pipeline).
+    probes: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,8 @@ class GenerationSummary:
     settings: dict = field(default_factory=dict)
 
 
-Event = TokenEvent | GenerationSummary
+Event = PromptEvent | TokenEvent | GenerationSummary
+Probes = frozenset[str] | Callable[[], frozenset[str]]
 
 
 def prompt_budget(n_positions: int, max_new_tokens: int) -> int:
@@ -109,21 +125,39 @@ class LanguageModel:
         return ids[dropped:], dropped  # cut from the left: the most recent text matters most
 
     # the loop ----------------------------------------------------------------------------
+    # What this backend can compute per step besides the logits ("pipeline" is the
+    # sampler's and always available). A backend that fills ``self._probed`` lists more.
+    PROBES: frozenset[str] = frozenset()
+
     def stream(
         self,
         prompt: str,
         settings: Settings | None = None,
         cancel: threading.Event | None = None,
         slide: bool = True,
+        probes: Probes = frozenset(),
     ) -> Iterator[Event]:
+        """Yield a ``PromptEvent``, a ``TokenEvent`` per new token, a ``GenerationSummary``.
+        ``probes`` (a set, or a callable asked before each step, so a view switched on
+        mid-reply gets its data from the next token) names what each step should carry
+        besides the logits; nothing is computed for probes nobody asked for."""
         with self.busy:
-            yield from self._stream(prompt, settings, cancel, slide)
+            try:
+                yield from self._stream(prompt, settings, cancel, slide, probes)
+            finally:
+                self._want = frozenset()  # a warm-up after this computes no probes
 
-    def _stream(self, prompt, settings, cancel, slide) -> Iterator[Event]:
+    def _wanted(self, probes: Probes) -> frozenset[str]:
+        want = probes() if callable(probes) else probes
+        self._want = frozenset(want) & self.PROBES  # read by the backend's hooks
+        return frozenset(want)
+
+    def _stream(self, prompt, settings, cancel, slide, probes=frozenset()) -> Iterator[Event]:
         s = settings or Settings()
         s.validate()
         t0 = time.perf_counter()
         ids, dropped = self.prepare_prompt(prompt, s)
+        yield PromptEvent(list(ids), dropped)
         eos = self.tokenizer.eos_id
         n_ctx = self.n_positions
 
@@ -135,6 +169,8 @@ class LanguageModel:
         pieces: list[str] = []
         stop = "max_new_tokens"
         capacity = min(n_ctx, len(ids) + s.max_new_tokens)
+        want = self._wanted(probes)
+        self._probed = None
         logits = self._prefill(context, capacity)  # (V,)
         t_first = t_last = None
         t_step = t0
@@ -143,6 +179,11 @@ class LanguageModel:
                 stop = "cancelled"
                 break
             token, cands = sampler(logits, history)
+            probed = None
+            if want:
+                probed = dict(self._probed or {})
+                if "pipeline" in want:
+                    probed["pipeline"] = sampler.explain(logits, history, token)
             new.append(token)
             history.append(token)
             is_eos = s.stop_at_eos and eos is not None and token == eos
@@ -151,8 +192,10 @@ class LanguageModel:
             now = time.perf_counter()
             t_first = t_first or now
             t_last = now
-            yield TokenEvent(step, token, text, cands, now - t_step)
+            yield TokenEvent(step, token, text, cands, now - t_step, probed)
             t_step = time.perf_counter()
+            want = self._wanted(probes)
+            self._probed = None
             if is_eos:
                 stop = "eos"
                 break
@@ -248,16 +291,17 @@ class ScratchDecoder:
         self._kv = None  # made on first use: n_layer x (k, v) variables
         self._windows: dict[int, object] = {}  # window size -> (S,) int32 constant
         self.compiled: set[tuple[int, int]] = set()  # (T, S) shapes run so far
-        self._fn = tf.function(
-            self._run_impl,
-            input_signature=[
-                tf.TensorSpec([1, None], tf.int32),  # token_ids (1, T)
-                tf.TensorSpec([], tf.int32),  # index: position of token_ids[0, 0]
-                tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
-                tf.TensorSpec([None], tf.int32),  # window (S,): attend over cache rows < S
-            ],
-            jit_compile=True,
-        )
+        self.probed: dict | None = None  # the last run's probes, when asked for
+        signature = [
+            tf.TensorSpec([1, None], tf.int32),  # token_ids (1, T)
+            tf.TensorSpec([], tf.int32),  # index: position of token_ids[0, 0]
+            tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
+            tf.TensorSpec([None], tf.int32),  # window (S,): attend over cache rows < S
+        ]
+        self._fn = tf.function(self._step_impl, input_signature=signature, jit_compile=True)
+        # The same step with the teaching probes (attention rows, logit lens): a second
+        # compiled function, traced only when a view asks for them.
+        self._probe_fn = tf.function(self._probe_impl, input_signature=signature, jit_compile=True)
 
     def _variables(self):
         from gpt2core._tf import tf
@@ -274,7 +318,13 @@ class ScratchDecoder:
             )
         return self._kv
 
-    def _run_impl(self, token_ids, index, last, window):
+    def _step_impl(self, token_ids, index, last, window):
+        return self._run_impl(token_ids, index, last, window)
+
+    def _probe_impl(self, token_ids, index, last, window):
+        return self._run_impl(token_ids, index, last, window, probe=True)
+
+    def _run_impl(self, token_ids, index, last, window, probe=False):
         from tensorflow.compiler.tf2xla.python import xla
 
         from gpt2core._tf import tf
@@ -287,7 +337,12 @@ class ScratchDecoder:
         # update it in place (with region analysis on: see gpt2core/__init__.py).
         values = tuple((k.read_value(), v.read_value()) for k, v in self._kv)
         cache = tuple((k[:, :, :s], v[:, :, :s]) for k, v in values)  # L x 2 x (1, nh, S, hs)
-        _, hidden, cache = self.model.call_with_cache(token_ids, cache, index)
+        if probe:
+            _, hidden, cache, attention, residuals = self.model.probe_with_cache(
+                token_ids, cache, index
+            )
+        else:
+            _, hidden, cache = self.model.call_with_cache(token_ids, cache, index)
         start = tf.stack([0, 0, index, 0])
         size = [1, c.n_head, t, c.head_size]
         for variables, old, new in zip(self._kv, values, cache, strict=True):
@@ -295,7 +350,17 @@ class ScratchDecoder:
                 rows = xla.dynamic_slice(after, start, size)  # (1, nh, T, hs): the new rows
                 var.assign(xla.dynamic_update_slice(before, rows, start))  # in place
         h = tf.gather(hidden, last, axis=1)  # (1, T, C) -> (1, C)
-        return tf.matmul(h, self.model.wte.embeddings, transpose_b=True)[0]  # (V,)
+        logits = tf.matmul(h, self.model.wte.embeddings, transpose_b=True)[0]  # (V,)
+        if not probe:
+            return logits
+        # attention of the scored position: L x (1, nh, T, S) -> (L, nh, S)
+        att = tf.stack([tf.gather(a[0], last, axis=1) for a in attention])
+        # logit lens: the residual after each block, through ln_f and the tied head,
+        # one (L, C) x (C, V) product that reads the head once
+        res = tf.stack([tf.gather(r[0], last, axis=0) for r in residuals])  # (L, C)
+        lens = tf.matmul(self.model.ln_f(res), self.model.wte.embeddings, transpose_b=True)
+        top_p, top_i = tf.math.top_k(tf.nn.softmax(lens, axis=-1), k=LENS_TOP)  # (L, k) x 2
+        return logits, att, top_i, top_p
 
     def _window(self, size: int):
         from gpt2core._tf import tf
@@ -305,8 +370,9 @@ class ScratchDecoder:
             w = self._windows[size] = tf.range(size, dtype=tf.int32)  # (S,)
         return w
 
-    def run(self, ids: list[int], index: int, last: int) -> np.ndarray:
-        """Write ids at positions index.. into the cache; logits after ids[last]."""
+    def run(self, ids: list[int], index: int, last: int, probes=frozenset()) -> np.ndarray:
+        """Write ids at positions index.. into the cache; logits after ids[last]. With
+        ``probes`` ("attention", "lens"), ``self.probed`` gets them for that position."""
         from gpt2core._tf import tf
 
         self._variables()
@@ -314,24 +380,38 @@ class ScratchDecoder:
         size = bucket(index + len(ids), self.MIN_CACHE, n)
         if index + len(ids) > size:
             raise ValueError(f"{index + len(ids)} positions do not fit a {n}-position cache")
-        logits = self._fn(
+        args = (
             tf.constant([ids], tf.int32), tf.constant(index), tf.constant(last), self._window(size)
-        )
+        )  # fmt: skip
+        self.probed = None
+        if probes & {"attention", "lens"}:
+            logits, att, top_i, top_p = self._probe_fn(*args)
+            context = index + last + 1  # the positions the scored one can see
+            ids_, ps = top_i.numpy(), top_p.numpy()
+            self.probed = {
+                "attention": att.numpy()[:, :, :context],  # (L, nh, context)
+                "lens": [
+                    [(int(i), float(p)) for i, p in zip(row_i, row_p, strict=True)]
+                    for row_i, row_p in zip(ids_, ps, strict=True)
+                ],
+            }
+            return logits.numpy()
+        logits = self._fn(*args)
         self.compiled.add((len(ids), size))
         return logits.numpy()
 
-    def prefill(self, ids: list[int], capacity: int = 0) -> np.ndarray:
+    def prefill(self, ids: list[int], capacity: int = 0, probes=frozenset()) -> np.ndarray:
         """Start a generation: the prompt at positions 0.. (``capacity`` is not needed:
         the cache is sized by the model's window, attended by the written prefix)."""
         n_ctx = self.config.n_positions
         padded = bucket(len(ids), self.MIN_PROMPT, n_ctx)
         tokens = list(ids) + [0] * (padded - len(ids))  # (Tp,) right-padded with id 0
-        logits = self.run(tokens, 0, len(ids) - 1)
+        logits = self.run(tokens, 0, len(ids) - 1, probes)
         self.index = len(ids)
         return logits
 
-    def step(self, token_id: int) -> np.ndarray:
-        logits = self.run([token_id], self.index, 0)
+    def step(self, token_id: int, probes=frozenset()) -> np.ndarray:
+        logits = self.run([token_id], self.index, 0, probes)
         self.index += 1
         return logits
 
@@ -360,11 +440,17 @@ class ScratchLM(LanguageModel):
         self.num_params = model.config.num_params()
         self.decoder = ScratchDecoder(model)
 
+    PROBES = frozenset({"attention", "lens"})
+
     def _prefill(self, ids, capacity):
-        return self.decoder.prefill(ids, capacity)
+        logits = self.decoder.prefill(ids, capacity, getattr(self, "_want", frozenset()))
+        self._probed = self.decoder.probed
+        return logits
 
     def _step(self, token_id):
-        return self.decoder.step(token_id)
+        logits = self.decoder.step(token_id, getattr(self, "_want", frozenset()))
+        self._probed = self.decoder.probed
+        return logits
 
     def warmup(self, capacities: tuple[int, ...] = (128, 256)) -> None:
         """Compile the shapes a typical turn uses (a short prompt; windows of up to 256
@@ -518,7 +604,45 @@ class PretrainedLM(LanguageModel):
         self._past = out.past_key_values
         return out.logits[0, -1].numpy()  # (V,)
 
+    PROBES = frozenset({"attention", "lens"})
+
+    def _probe(self, ids: list[int]) -> dict:
+        """Attention and logit lens for the position after ``ids``, from transformers' own
+        ``output_attentions`` and ``output_hidden_states`` (one more forward pass over the
+        context, run only while a view asks for them)."""
+        from gpt2core._tf import tf
+
+        out = self.model(
+            input_ids=tf.constant([ids], tf.int32),
+            output_attentions=True,
+            output_hidden_states=True,
+            training=False,
+        )
+        att = np.stack([a[0, :, -1, :].numpy() for a in out.attentions])  # (L, nh, T)
+        hidden = out.hidden_states  # (L + 1) x (1, T, C): embeddings, then each block
+        # transformers' last hidden state has been through ln_f already; the others not
+        # (its layer was built for (B, T, C) inputs: keep the time axis, (1, 1, C) each)
+        rows = [self.model.transformer.ln_f(h[:, -1:])[0] for h in hidden[1:-1]]  # (1, C)
+        rows.append(hidden[-1][0, -1:])  # (1, C)
+        res = tf.concat(rows, axis=0)  # (L, C)
+        lens = tf.matmul(res, self.model.transformer.wte.embeddings, transpose_b=True)  # (L, V)
+        top_p, top_i = tf.math.top_k(tf.nn.softmax(lens, axis=-1), k=LENS_TOP)  # (L, k) x 2
+        return {
+            "attention": att,
+            "lens": [
+                [(int(i), float(p)) for i, p in zip(row_i, row_p, strict=True)]
+                for row_i, row_p in zip(top_i.numpy(), top_p.numpy(), strict=True)
+            ],
+        }
+
     def _prefill(self, ids, capacity):
+        self._ids = list(ids)
+        logits = self._prefill_logits(ids)
+        if getattr(self, "_want", None):
+            self._probed = self._probe(self._ids)
+        return logits
+
+    def _prefill_logits(self, ids):
         self._past = None
         self.index = 0
         if self.compiled:
@@ -533,9 +657,14 @@ class PretrainedLM(LanguageModel):
         return self._run_eager(ids)
 
     def _step(self, token_id):
+        self._ids.append(token_id)
         if self.compiled:
-            return self._run_compiled([token_id], 0, 1)
-        return self._run_eager([token_id])
+            logits = self._run_compiled([token_id], 0, 1)
+        else:
+            logits = self._run_eager([token_id])
+        if getattr(self, "_want", None):
+            self._probed = self._probe(self._ids)
+        return logits
 
     def warmup(self) -> None:
         """Compile a short prompt and the steps of a short reply (a 64-slot past); longer

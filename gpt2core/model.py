@@ -77,12 +77,14 @@ class CausalSelfAttention(keras.layers.Layer):
         x = tf.reshape(x, [b, t, self.n_head, self.head_size])  # (B, T, C) -> (B, T, nh, hs)
         return tf.transpose(x, [0, 2, 1, 3])  # (B, T, nh, hs) -> (B, nh, T, hs)
 
-    def _attend(self, q, k, v, mask, training):
+    def _attend(self, q, k, v, mask, training, probe=None):
         # q: (B, nh, T, hs); k, v: (B, nh, S, hs); mask: (T, S), True where allowed
         att = tf.matmul(q, k, transpose_b=True)  # (B, nh, T, S)
         att = att * (1.0 / math.sqrt(self.head_size))  # (B, nh, T, S)
         att = tf.where(mask, att, tf.constant(-1e9, att.dtype))  # (B, nh, T, S)
         att = tf.nn.softmax(att, axis=-1)  # (B, nh, T, S)
+        if probe is not None:  # a teaching probe: keep the weights (see GPT2.probe_with_cache)
+            probe.append(att)
         att = self.attn_dropout(att, training=training)  # (B, nh, T, S)
         y = tf.matmul(att, v)  # (B, nh, T, S) @ (B, nh, S, hs) -> (B, nh, T, hs)
         y = tf.transpose(y, [0, 2, 1, 3])  # (B, nh, T, hs) -> (B, T, nh, hs)
@@ -97,7 +99,7 @@ class CausalSelfAttention(keras.layers.Layer):
         mask = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0)  # (T, T) lower triangle
         return self._attend(q, k, v, mask, training)
 
-    def call_with_cache(self, x, cache, index):
+    def call_with_cache(self, x, cache, index, probe=None):
         """x: (B, T, C), new positions index..index+T-1; cache: (k, v), each (B, nh, S, hs).
 
         The new keys and values are written into the cache at rows index..index+T-1, and
@@ -111,7 +113,7 @@ class CausalSelfAttention(keras.layers.Layer):
         t, s = tf.shape(x)[1], tf.shape(k_all)[2]
         q_pos = index + tf.range(t)[:, None]  # (T, 1) absolute position of each query
         mask = tf.range(s)[None, :] <= q_pos  # (T, S): causal, and hides unwritten rows
-        y = self._attend(q, k_all, v_all, mask, training=False)  # (B, T, C)
+        y = self._attend(q, k_all, v_all, mask, training=False, probe=probe)  # (B, T, C)
         return y, (k_all, v_all)
 
 
@@ -143,8 +145,8 @@ class Block(keras.layers.Layer):
         x = x + self.mlp(self.ln_2(x), training=training)  # (B, T, C)
         return x
 
-    def call_with_cache(self, x, cache, index):
-        a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index)  # (B, T, C)
+    def call_with_cache(self, x, cache, index, probe=None):
+        a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index, probe)  # (B, T, C)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x, cache
@@ -207,12 +209,24 @@ class GPT2(keras.Model):
         after ln_f, the updated cache). A caller that needs fewer logits (one position, or
         another head layout) can take ``hidden``; under XLA the unused logits cost nothing.
         """
+        logits, hidden, cache, _, _ = self._run_cached(token_ids, cache, cache_update_index)
+        return logits, hidden, cache
+
+    def probe_with_cache(self, token_ids, cache, cache_update_index):
+        """``call_with_cache``, also returning what a person learning GPT-2 asks to see:
+        every layer's attention weights, n_layer x (B, nh, T, S), and the residual stream
+        after every block, n_layer x (B, T, C) (before ln_f: the logit lens reads each one
+        through ln_f and the head, as if the model stopped there)."""
+        return self._run_cached(token_ids, cache, cache_update_index, probe=True)
+
+    def _run_cached(self, token_ids, cache, cache_update_index, probe=False):
         index = tf.cast(cache_update_index, tf.int32)
         x = self._embed(token_ids, index)  # (B, T, C)
-        new_cache = []
+        new_cache, attention, residuals = [], [] if probe else None, []
         for block, layer_cache in zip(self.h, cache, strict=True):
-            x, layer_cache = block.call_with_cache(x, layer_cache, index)  # (B, T, C)
+            x, layer_cache = block.call_with_cache(x, layer_cache, index, attention)  # (B, T, C)
             new_cache.append(layer_cache)  # (k, v), each (B, nh, S, hs)
+            residuals.append(x)  # (B, T, C)
         hidden = self.ln_f(x)  # (B, T, C)
         logits = tf.einsum("btc,vc->btv", hidden, self.wte.embeddings)  # (B, T, V), tied head
-        return logits, hidden, tuple(new_cache)
+        return logits, hidden, tuple(new_cache), attention, residuals

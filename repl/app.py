@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from gpt2core.generate import TokenEvent
+from gpt2core.generate import PromptEvent, TokenEvent
 from repl.commands import COMMANDS
 from repl.loads import LoadDone, LoadDropped, LoadFailed, ModelLoads
 from repl.messages import (
@@ -272,13 +272,21 @@ class GPT2App(App):
         """Runs off the UI thread; touches no widget. Tokens go into a buffer, and one
         ``TokensReady`` stands for however many arrived since the UI last drew."""
         worker = get_current_worker()
+        panel = self.panel
         try:
-            ids, _ = lm.prepare_prompt(prompt, settings or self.session.settings)
-            self.post_message(GenerationStarted(turn, ids, lm.tokenizer))
-            for event in self.session.run_turn(prompt, cancel=cancel, lm=lm, settings=settings):
+            turn_events = self.session.run_turn(
+                prompt,
+                cancel=cancel,
+                lm=lm,
+                settings=settings,
+                probes=lambda: panel.wanted_probes,  # the view on show, asked per step
+            )
+            for event in turn_events:
                 if worker.is_cancelled:
                     cancel.set()
-                if isinstance(event, TokenEvent):
+                if isinstance(event, PromptEvent):
+                    self.post_message(GenerationStarted(turn, event.input_ids, lm.tokenizer))
+                elif isinstance(event, TokenEvent):
                     self._token_buffer.append((turn, event))
                     if not self._tokens_posted.is_set():
                         self._tokens_posted.set()

@@ -87,7 +87,7 @@ def _settings_from(args: argparse.Namespace):
 
 def cmd_generate(args: argparse.Namespace) -> int:
     settings = _settings_from(args)  # bad settings fail before the model loads
-    from gpt2core.generate import GenerationSummary, TokenEvent
+    from gpt2core.generate import GenerationSummary, PromptEvent, TokenEvent
     from gpt2core.specs import load_lm
     from repl.session import tensor_text
     from repl.terminal import json_line, safe
@@ -98,13 +98,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = sys.stdout
     if not args.json:
         out.write(f"model: {safe(lm.description)}\n")
-    ids, _ = lm.prepare_prompt(prompt, settings)
-    if not args.json:
-        out.write(f"input_text: {safe(prompt)}\n")
-        out.write(f"input_ids: {tensor_text(ids)}\ngenerated: ")
-        out.flush()
     for event in lm.stream(prompt, settings):
-        if isinstance(event, TokenEvent) and not args.json:
+        if isinstance(event, PromptEvent) and not args.json:
+            out.write(f"input_text: {safe(prompt)}\n")
+            out.write(f"input_ids: {tensor_text(event.input_ids)}\ngenerated: ")
+            out.flush()
+        elif isinstance(event, TokenEvent) and not args.json:
             out.write(safe(event.text))
             out.flush()
         elif isinstance(event, GenerationSummary):

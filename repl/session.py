@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gpt2core.errors import UserError
-from gpt2core.generate import GenerationSummary, LanguageModel, TokenEvent
+from gpt2core.generate import Event, GenerationSummary, LanguageModel, TokenEvent
 from gpt2core.sampling import USER_SETTINGS, Settings, SettingsError
 from repl.commands import BY_NAME, help_text
 from repl.terminal import safe, strip_controls
@@ -358,12 +358,13 @@ class Session:
         cancel: threading.Event | None = None,
         lm: LanguageModel | None = None,
         settings: Settings | None = None,
-    ) -> Iterator[TokenEvent | GenerationSummary]:
+        probes=frozenset(),
+    ) -> Iterator[Event]:
         lm = lm or self.current
         if lm is None:
             raise RuntimeError("no model loaded")
         settings = settings or self._turn_settings()
-        for event in lm.stream(prompt, settings, cancel=cancel):
+        for event in lm.stream(prompt, settings, cancel=cancel, probes=probes):
             if isinstance(event, GenerationSummary):
                 self._record(lm, prompt, settings, event)
             yield event

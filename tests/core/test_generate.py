@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from gpt2core.generate import GenerationSummary, TokenEvent, prompt_budget
+from gpt2core.generate import GenerationSummary, PromptEvent, TokenEvent, prompt_budget
 from gpt2core.sampling import Settings, SettingsError
 
 GREEDY = Settings(greedy=True, max_new_tokens=24, stop_at_eos=False)
@@ -26,6 +26,8 @@ def pretrained_lm(scratch_tiny_dir):
 
 def _events(lm, prompt, settings, **kw):
     events = list(lm.stream(prompt, settings, **kw))
+    assert isinstance(events[0], PromptEvent)
+    events = events[1:]
     assert all(isinstance(e, TokenEvent) for e in events[:-1])
     assert isinstance(events[-1], GenerationSummary)
     return events[:-1], events[-1]

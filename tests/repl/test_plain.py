@@ -116,7 +116,7 @@ def test_generation_cancel_flag_stops_plain_generation(capsys):
 
     def run_turn(prompt, cancel=None, lm=None, settings=None):  # Ctrl-C after the 2nd token
         for i, event in enumerate(original(prompt, cancel=cancel, lm=lm, settings=settings)):
-            if i == 1:
+            if i == 2:  # the prompt event, then two tokens
                 cancel.set()
             yield event
 

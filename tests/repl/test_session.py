@@ -171,5 +171,5 @@ def test_again_reruns_the_last_prompt(session):
     assert session.turns[-1].output_ids == turn.output_ids  # same seed, same tokens
     fresh = session.handle(":again")
     assert fresh.prompt == "the quick" and fresh.settings.seed is not None
-    assert len(events) == 7
+    assert len(events) == 8  # the prompt, 6 tokens, the summary
     assert session.handle(":again twice").level == "error"

@@ -36,7 +36,9 @@ class AttentionView(PanelView):
         who = "average of heads" if self.head < 0 else f"head {self.head}"
         t = Text()
         t.append(f"layer {self.layer + 1}/{n_layer}, {who} (F5/F6 layer, F7/F8 head)\n", "bold")
-        ids = s.output_ids[-T:]
+        # the weights were computed for the position that predicted the newest token: the
+        # context is everything before that token (the last T of them, after any slide)
+        ids = s.output_ids[:-1][-T:]
         order = sorted(range(T), key=lambda i: -row[i])[:8]
         for i in order:
             label = (

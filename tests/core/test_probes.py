@@ -1,0 +1,113 @@
+"""The teaching probes: attention weights and the logit lens, from gpt2core's compiled
+step and from transformers' own outputs, against each other and against first principles;
+the sampling pipeline riding on the token events; nothing computed when nobody asks."""
+
+import numpy as np
+import pytest
+
+from gpt2core.generate import PromptEvent, TokenEvent
+from gpt2core.sampling import Settings
+
+
+@pytest.fixture(scope="module")
+def scratch_lm(scratch_tiny_dir):
+    from gpt2core.specs import load_lm
+
+    return load_lm(f"scratch:{scratch_tiny_dir}")
+
+
+@pytest.fixture(scope="module")
+def pretrained_lm(scratch_tiny_dir):
+    from gpt2core.specs import load_lm
+
+    return load_lm(f"pretrained:{scratch_tiny_dir}")
+
+
+PROMPT = "Once upon a time there was a"
+ALL = frozenset({"attention", "lens", "pipeline"})
+
+
+def _tokens(lm, probes, n=6, prompt=PROMPT):
+    s = Settings(max_new_tokens=n, greedy=True, stop_at_eos=False)
+    return [e for e in lm.stream(prompt, s, probes=probes) if isinstance(e, TokenEvent)]
+
+
+def _hf_reference(pretrained_lm, ids):
+    """transformers' attentions and hidden states for the last position of ids."""
+    import tensorflow as tf
+
+    hf = pretrained_lm.model
+    out = hf(tf.constant([ids]), output_attentions=True, output_hidden_states=True)
+    att = np.stack([a[0, :, -1, :].numpy() for a in out.attentions])  # (L, nh, T)
+    hs = out.hidden_states
+    rows = [hf.transformer.ln_f(h[:, -1:]).numpy()[0, 0] for h in hs[1:-1]]
+    rows.append(hs[-1][0, -1].numpy())
+    lens = np.stack(rows) @ hf.transformer.wte.embeddings.numpy().T  # (L, V)
+    lens = np.exp(lens - lens.max(-1, keepdims=True))
+    return att, lens / lens.sum(-1, keepdims=True), out.logits[0, -1].numpy()
+
+
+@pytest.mark.parametrize("backend", ["scratch", "pretrained"])
+def test_attention_and_lens_equal_transformers_outputs(backend, scratch_lm, pretrained_lm):
+    lm = scratch_lm if backend == "scratch" else pretrained_lm
+    events = _tokens(lm, frozenset({"attention", "lens"}))
+    ids = lm.encode(PROMPT)
+    for k, e in enumerate(events):
+        context = ids + [x.token_id for x in events[:k]]  # what the scored position saw
+        att, lens, logits = _hf_reference(pretrained_lm, context)
+        got = e.probes["attention"]
+        assert got.shape == att.shape == (2, 2, len(context))
+        np.testing.assert_allclose(got, att, atol=1e-4)
+        np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)  # each row a distribution
+        for layer, row in enumerate(e.probes["lens"]):
+            top = [i for i, _ in row]
+            np.testing.assert_allclose([p for _, p in row], lens[layer][top], atol=1e-4)
+            assert top[0] == int(np.argmax(lens[layer]))
+        # the lens's last row is the model's own next-token distribution
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        assert e.probes["lens"][-1][0][0] == int(np.argmax(probs)) == e.token_id
+        np.testing.assert_allclose(e.probes["lens"][-1][0][1], probs.max(), atol=1e-4)
+
+
+def test_attention_puts_nothing_after_the_query(scratch_lm):
+    """From a 16-token padded prefill and steps over 64-slot windows: the weights over the
+    context only, every row summing to 1 (positions after the query got exactly 0)."""
+    events = _tokens(scratch_lm, frozenset({"attention"}), n=4)
+    n_prompt = len(scratch_lm.encode(PROMPT))
+    for k, e in enumerate(events):
+        att = e.probes["attention"]
+        assert att.shape[-1] == n_prompt + k
+        np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)
+        assert (att >= 0).all()
+
+
+def test_probes_are_computed_only_when_asked(scratch_lm, pretrained_lm, monkeypatch):
+    """With no view asking, the compiled probe step never runs and no event carries
+    probes; a callable asked per step switches them on mid-reply."""
+
+    def boom(*args):
+        raise RuntimeError("a probe was computed although nobody asked")
+
+    for lm in (scratch_lm, pretrained_lm):
+        if lm is scratch_lm:
+            monkeypatch.setattr(lm.decoder, "_probe_fn", boom)
+        else:
+            monkeypatch.setattr(lm, "_probe", boom)
+        events = _tokens(lm, frozenset(), n=5)
+        assert all(e.probes is None for e in events)
+        monkeypatch.undo()
+    asked = iter([frozenset()] * 3 + [ALL] * 10)
+    events = _tokens(scratch_lm, lambda: next(asked), n=5)
+    assert [e.probes is not None for e in events] == [False, False, False, True, True]
+    assert set(events[-1].probes) == ALL
+
+
+def test_the_pipeline_rides_on_each_token(scratch_lm):
+    s = Settings(max_new_tokens=5, temperature=0.9, top_k=20, top_p=0.8, seed=3)
+    events = list(scratch_lm.stream(PROMPT, s, probes=frozenset({"pipeline"})))
+    assert isinstance(events[0], PromptEvent) and events[0].input_ids
+    for e in events[1:-1]:
+        pipe = e.probes["pipeline"]
+        assert pipe.token == e.token_id and pipe.chosen_prob > 0
+        assert pipe.stages[0] == "logits"
