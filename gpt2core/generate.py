@@ -25,7 +25,7 @@ from gpt2core.errors import UserError
 from gpt2core.sampling import Candidate, Sampler, Settings
 from gpt2core.tokenizer import Tokenizer, stream_decoder
 
-LENS_TOP = 5  # tokens per layer in the logit lens
+LENS_TOP = 10  # tokens per layer in the logit lens
 
 
 class GenerationError(UserError):

@@ -42,6 +42,7 @@ from repl.session import (
     Clear,
     Compare,
     Generate,
+    Inspect,
     Loader,
     LoadModel,
     Quit,
@@ -195,6 +196,12 @@ class GPT2App(App):
             self.action_clear()
         elif isinstance(action, LoadModel):
             self.request_model(action.spec)
+        elif isinstance(action, Inspect):
+            if self.session.current is None:
+                self.chat.add(NoticeLine("no model is loaded yet", "error"))
+            else:
+                self.chat.add(NoticeLine(f"inspecting with {self.session.current.name}..."))
+                self.inspect(action.prompt, self.session.current)
         elif isinstance(action, Generate | Compare):
             widget = None
             shown = sum(1 for _, w in self.queue if w is not None)
@@ -298,6 +305,16 @@ class GPT2App(App):
         except Exception as e:  # a bug: one line here, the traceback in errors.log
             self.session.log_error(f"generating {prompt[:60]!r}", traceback.format_exc())
             self.post_message(GenerationFailed(turn, f"error: {type(e).__name__}: {e}"))
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="inspect")
+    def inspect(self, prompt: str, lm) -> None:
+        try:
+            self.post_message(Notice(self.session.run_inspect(prompt, lm)))
+        except user_errors() as e:
+            self.post_message(Notice(f"inspect: {e}", "error"))
+        except Exception as e:
+            self.session.log_error(f"inspect {prompt[:60]!r}", traceback.format_exc())
+            self.post_message(Notice(f"inspect: {type(e).__name__}: {e}", "error"))
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="generate")
     def compare(self, prompt: str, cancel: threading.Event) -> None:

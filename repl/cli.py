@@ -16,7 +16,7 @@ from gpt2core.errors import UserError
 USER_ERROR = 2
 # Subcommands that print to the terminal while TensorFlow runs: its native log lines go to
 # the log file (repl.logs), as in the app (which sets up its own); line mode too.
-QUIET_COMMANDS = ("generate", "train", "tokenize")
+QUIET_COMMANDS = frozenset({"generate", "train", "tokenize", "inspect"})
 
 
 # -- subcommands ---------------------------------------------------------------------------
@@ -83,6 +83,24 @@ def _settings_from(args: argparse.Namespace):
     if args.greedy:
         changes["greedy"] = True
     return Settings().parsed({k: str(v) for k, v in changes.items()})
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from gpt2core.inspect import inspect
+    from gpt2core.specs import load_lm
+    from repl.inspect_text import inspection_text
+    from repl.terminal import json_line
+
+    if not 1 <= args.top <= 10:
+        raise UserError(f"--top must be from 1 to 10, got {args.top}")
+    prompt = _text_arg(args.prompt)
+    lm = load_lm(args.model)
+    ins = inspect(lm, prompt, top=args.top)
+    if args.json:
+        print(json_line(ins.as_json()))
+    else:
+        print(inspection_text(ins, lm.tokenizer))
+    return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -194,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print one JSON object")
     gen.add_argument("prompt", metavar="PROMPT")
     gen.set_defaults(func=cmd_generate)
+
+    ins = sub.add_parser(
+        "inspect", help="one forward pass: next-token candidates, logit lens, attention"
+    )
+    ins.add_argument("--model", default="pretrained", metavar="SPEC")
+    ins.add_argument("--top", type=int, default=5, metavar="K", help="tokens per row (1-10)")
+    ins.add_argument("--json", action="store_true", help="print one JSON object")
+    ins.add_argument("prompt", metavar="PROMPT")
+    ins.set_defaults(func=cmd_inspect)
 
     tok = sub.add_parser("tokenize", help="show how text becomes token ids")
     tok.add_argument("--tokenizer", default="gpt2", metavar="SPEC", help="hub id or directory")

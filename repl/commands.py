@@ -57,6 +57,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "run the last prompt again with a new seed (same: with the same seed, the same tokens)",
         ("same",),
     ),
+    CommandSpec(
+        "inspect",
+        "[PROMPT]",
+        "look inside for the next token: candidates, logit lens, attention (last turn if none)",
+    ),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
     CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
     CommandSpec("help", "", "list the commands"),

@@ -22,6 +22,7 @@ from repl.session import (
     Clear,
     Compare,
     Generate,
+    Inspect,
     LoadModel,
     Quit,
     Reply,
@@ -94,6 +95,11 @@ class PlainREPL:
             self.generate(action.prompt, action.settings)
         elif isinstance(action, Compare):
             self.compare(action.prompt)
+        elif isinstance(action, Inspect):
+            try:
+                self.out.write(self.session.run_inspect(action.prompt) + "\n")
+            except user_errors() as e:
+                self.say(str(e), error=True)
         return True
 
     def generate(self, prompt: str, settings=None) -> None:

@@ -124,6 +124,11 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class Inspect:
+    prompt: str
+
+
+@dataclass(frozen=True)
 class Clear:
     pass
 
@@ -133,7 +138,7 @@ class Quit:
     pass
 
 
-Action = Reply | Generate | LoadModel | Compare | Clear | Quit
+Action = Reply | Generate | LoadModel | Compare | Inspect | Clear | Quit
 
 
 @dataclass
@@ -262,6 +267,24 @@ class Session:
         current = self.current.name if self.current else None
         model = last.model if arg == "same" else (self.wanted_model or current)
         return Generate(last.prompt, settings=settings, model=model)
+
+    def cmd_inspect(self, arg: str) -> Action:
+        if arg:
+            return Inspect(arg)
+        if not self.turns:
+            return Reply("nothing to inspect yet: give a prompt, or run one first", "error")
+        last = self.turns[-1]
+        return Inspect(last.prompt + last.text)  # the whole last turn, as the model saw it
+
+    def run_inspect(self, prompt: str, lm: LanguageModel | None = None) -> str:
+        """The inspection of ``prompt`` as text (user errors raise)."""
+        from gpt2core.inspect import inspect
+        from repl.inspect_text import inspection_text
+
+        lm = lm or self.current
+        if lm is None:
+            raise UserError("no model is loaded yet")
+        return inspection_text(inspect(lm, prompt), lm.tokenizer)
 
     def cmd_compare(self, arg: str) -> Action:
         return Compare(arg)

@@ -41,6 +41,21 @@ class FakeLM(LanguageModel):
         self.gate, self.gate_after = gate, gate_after
         self.i = 0
 
+    PROBES = frozenset({"attention", "lens"})  # deterministic stand-ins, when asked
+
+    def _fake_probes(self, target: int) -> dict:
+        n_layer, n_head, t = 2, 2, self.i + 4
+        att = np.zeros((n_layer, n_head, t), np.float32)  # (L, nh, T)
+        for layer in range(n_layer):
+            for head in range(n_head):
+                att[layer, head, (layer + head) % t] = 0.75  # each head has a favourite
+                att[layer, head] += 0.25 / t
+        lens = [
+            [((target + 3 - layer) % self.tokenizer.vocab_size, 0.5), (target, 0.25)]
+            for layer in range(n_layer - 1)
+        ] + [[(target, 0.9), ((target + 1) % self.tokenizer.vocab_size, 0.05)]]
+        return {"attention": att, "lens": lens}
+
     def _logits(self):
         if self.gate is not None and self.i >= self.gate_after:
             self.gate.wait(10)
@@ -54,6 +69,7 @@ class FakeLM(LanguageModel):
         v[target] = 4.0
         v[(target + 1) % len(v)] = 2.0
         v[(target + 2) % len(v)] = 1.0
+        self._probed = self._fake_probes(target) if getattr(self, "_want", None) else None
         self.i += 1
         return v
 

@@ -1,13 +1,16 @@
-"""Snapshot of the main screen with the side panel mid-generation (fake model, frozen
-cursor, generation held at a fixed token by a gate)."""
+"""Snapshots of the main screen mid-generation, one per side-panel view (fake model with
+deterministic probes, frozen cursor, generation held at a fixed token by a gate)."""
 
 import threading
 
+import pytest
+
 from repl.app import make_app
+from repl.widgets.views import VIEWS
 from tests.repl.fakes import FakeLM, FakeLoader
 
 
-def test_main_screen_mid_generation(snap_compare):
+def _app(view: int):
     gate = threading.Event()
     lm = FakeLM("scratch", gate=gate, gate_after=12)
     app = make_app(
@@ -19,8 +22,12 @@ def test_main_screen_mid_generation(snap_compare):
     app.session.settings = app.session.settings.updated(max_new_tokens=40, greedy=True, seed=0)
 
     async def run_before(pilot):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if app.session.current is not None:
+                break
+        for _ in range(view):
+            await pilot.press("f3")
         for ch in "Once upon a time":
             await pilot.press(ch if ch != " " else "space")
         await pilot.press("enter")
@@ -31,4 +38,15 @@ def test_main_screen_mid_generation(snap_compare):
         await pilot.pause(0.1)
         threading.Timer(5.0, gate.set).start()  # let the worker finish after the snapshot
 
+    return app, run_before
+
+
+def test_main_screen_mid_generation(snap_compare):
+    app, run_before = _app(0)
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+@pytest.mark.parametrize("view", range(1, len(VIEWS)), ids=[v.title for v in VIEWS[1:]])
+def test_each_view_mid_generation(snap_compare, view):
+    app, run_before = _app(view)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

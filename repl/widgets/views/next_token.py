@@ -53,21 +53,33 @@ class NextTokenView(PanelView):
         return Group(*parts)
 
 
+SHORT = {
+    "logits": "model",
+    "repetition_penalty": "rep",
+    "temperature": "temp",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "greedy": "pick",
+}
+
+
 def pipeline_table(pipe, tokenizer) -> Text:
-    """Rows of candidates, a column per stage; the chosen token marked."""
-    stages = list(pipe.stages)
-    short = [name[:7] for name in stages]
+    """Rows of candidates, a column per stage that changed something (the model's own
+    probabilities first, the distribution the pick is drawn from last); the pick marked."""
+    cols = [j for j, (name, on) in enumerate(zip(pipe.stages, pipe.active, strict=True))
+            if on or j == 0 or name == "greedy" or j == len(pipe.stages) - 1]  # fmt: skip
     t = Text()
-    t.append(" " * 20 + " ".join(f"{x:>7}" for x in short) + "\n", style="dim")
+    head = "".join(f"{SHORT.get(pipe.stages[j], pipe.stages[j])[:6]:>7}" for j in cols)
+    t.append(" " * 16 + head + "\n", style="dim")
     for token_id, probs in pipe.rows:
-        label = shown_piece(tokenizer, token_id, 12)
+        label = shown_piece(tokenizer, token_id, 8)
         t.append(f"{token_id:>6} ", style="cyan")
-        t.append(label + " " * max(1, 13 - cell_len(label)))
-        t.append(" ".join(f"{p:7.1%}" if p > 0 else "      ·" for p in probs))
-        t.append(" ◀\n" if token_id == getattr(pipe, "chosen", None) else "\n", style="yellow")
+        t.append(label + " " * max(1, 9 - cell_len(label)))
+        t.append("".join(f"{probs[j]:7.1%}" if probs[j] > 0 else "      ·" for j in cols))
+        t.append(" ◀\n" if token_id == pipe.token else "\n", style="yellow")
     t.append(
-        f"entropy {pipe.entropy_bits:.2f} bits, pick: rank {pipe.chosen_rank + 1}, "
-        f"p = {pipe.chosen_prob:.1%}",
+        f"entropy {pipe.entropy_bits:.2f} bits; the pick was the model's #{pipe.chosen_rank}, "
+        f"drawn with p = {pipe.chosen_prob:.1%}",
         style="dim",
     )
     return t

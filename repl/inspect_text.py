@@ -1,0 +1,37 @@
+"""An ``Inspection`` as text tables, for `gpt2 inspect` and `:inspect` (no UI imports)."""
+
+from __future__ import annotations
+
+from gpt2core.inspect import Inspection
+from gpt2core.tokenizer import piece
+from repl.terminal import safe
+
+
+def _p(tokenizer, token_id: int, width: int = 12) -> str:
+    return repr(safe(piece(tokenizer, token_id)))[:width]
+
+
+def inspection_text(ins: Inspection, tokenizer) -> str:
+    pos = [repr(safe(p))[:12] for p in ins.pieces]
+    lines = [f"model: {safe(ins.model)}", f"prompt: {len(ins.input_ids)} tokens"]
+    if ins.dropped_tokens:
+        lines.append(f"  ({ins.dropped_tokens} tokens cut from the left to fit the context)")
+    lines.append("    #      id  piece")
+    rows = enumerate(zip(ins.input_ids, pos, strict=True))
+    lines += [f"{n:>5}  {i:>6}  {p}" for n, (i, p) in rows]
+    lines.append(f"\nnext token (entropy {ins.entropy_bits:.2f} bits):")
+    lines += [f"  {i:>6}  {_p(tokenizer, i):<14} {p:6.1%}" for i, p in ins.next]
+    first = ins.first_layer_of_final_pick()
+    lines.append("\nlogit lens: what each layer would predict (through ln_f and the head)")
+    for layer, row in enumerate(ins.lens):
+        cells = "  ".join(f"{_p(tokenizer, i, 10)} {p:.0%}" for i, p in row[:3])
+        mark = "  <- first layer with the final pick on top" if layer == first else ""
+        lines.append(f"  layer {layer + 1:>2}: {cells}{mark}")
+    lines.append(
+        "\nattention of the last position: most attended (heads averaged) | strongest head"
+    )
+    for layer in range(ins.attention.shape[0]):
+        avg = ", ".join(f"{pos[i]} {w:.0%}" for i, w in ins.most_attended(layer))
+        head, i, w = ins.strongest_head(layer)
+        lines.append(f"  layer {layer + 1:>2}: {avg} | head {head}: {pos[i]} {w:.0%}")
+    return "\n".join(lines)
