@@ -112,6 +112,16 @@ class LanguageModel:
     def warmup(self) -> None:
         """Compile/allocate what the first generation would (optional)."""
 
+    def background_shapes(self) -> list:
+        """Shapes still to compile so that no later turn waits for the compiler (a front
+        end compiles them one at a time while the model is idle)."""
+        return []
+
+    def compile_shape(self, shape) -> bool:
+        """Compile one of ``background_shapes()`` if the model is idle now; False if it
+        is busy (try again later)."""
+        return True
+
     def prepare_prompt(self, prompt: str, settings: Settings) -> tuple[list[int], int]:
         """The ids the model will see for ``prompt``, and how many were cut from the left
         to leave room for ``max_new_tokens`` (see ``prompt_budget``)."""
@@ -463,6 +473,37 @@ class ScratchLM(LanguageModel):
                 windows.append(size)
                 size *= 2
             self.decoder.compile(prompt_lengths=(1,), windows=(*windows, top))
+
+    BACKGROUND_PROMPT = 512  # prompts up to this long get their first token without a compile
+
+    def background_shapes(self) -> list[tuple[int, int]]:
+        """(T, S) shapes not compiled yet: the prefill of every prompt bucket up to
+        BACKGROUND_PROMPT tokens, then the step at every window up to n_positions."""
+        d, n = self.decoder, self.n_positions
+        shapes = []
+        size = ScratchDecoder.MIN_PROMPT
+        while size <= min(self.BACKGROUND_PROMPT, n):
+            shapes.append((size, bucket(size, ScratchDecoder.MIN_CACHE, n)))
+            size *= 2
+        size = ScratchDecoder.MIN_CACHE
+        while size <= n:
+            shapes.append((1, size))
+            size *= 2
+        return [s for s in shapes if s not in d.compiled]
+
+    def compile_shape(self, shape: tuple[int, int]) -> bool:
+        if not self.busy.acquire(blocking=False):
+            return False
+        try:
+            t, s = shape
+            if t == 1:
+                self.decoder.compile(windows=(s,))
+            else:
+                self.decoder.compile(prompt_lengths=(t,))
+            self.decoder.compiled.add(shape)
+        finally:
+            self.busy.release()
+        return True
 
 
 # -- transformers' GPT-2 ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpt2core.generate import PromptEvent, TokenEvent
 from repl.commands import COMMANDS
-from repl.loads import LoadDone, LoadDropped, LoadFailed, ModelLoads
+from repl.loads import Compiling, LoadDone, LoadDropped, LoadFailed, ModelLoads
 from repl.messages import (
     CompareFinished,
     GenerationFailed,
@@ -114,6 +114,7 @@ class GPT2App(App):
         self._last_rate: float | None = None
         self._ctx_used: tuple[int, int] | None = None
         self._cursor_blink = cursor_blink
+        self._compiling = 0
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -168,6 +169,8 @@ class GPT2App(App):
         state = "generating" if self.generating else f"loading {loading}" if loading else "ready"
         if self.queue:
             state += f" ({len(self.queue)} queued)"
+        elif state == "ready" and self._compiling:
+            state += f" (compiling {self._compiling} more shapes in the background)"
         self.query_one(StatusBar).show(
             model=lm.name if lm else "(no model)",
             state=state,
@@ -336,6 +339,10 @@ class GPT2App(App):
     def load_report(self, message: LoadReport) -> None:
         e = message.event
         latest = e.ticket == self.loads.latest
+        if isinstance(e, Compiling):
+            self._compiling = e.left
+            self.refresh_status()
+            return
         if isinstance(e, LoadDropped):
             self.chat.add(NoticeLine(f"{e.spec}: not loaded (superseded by {e.replaced_by})"))
         elif isinstance(e, LoadFailed):

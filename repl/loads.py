@@ -49,7 +49,16 @@ class LoadDropped:
     replaced_by: str
 
 
-LoadEvent = LoadDone | LoadFailed | LoadDropped
+@dataclass(frozen=True)
+class Compiling:
+    """Background compilation of the current model's remaining shapes (see
+    ``LanguageModel.background_shapes``): ``left`` still to go, 0 when done."""
+
+    spec: str
+    left: int
+
+
+LoadEvent = LoadDone | LoadFailed | LoadDropped | Compiling
 
 
 class ModelLoads:
@@ -125,6 +134,31 @@ class ModelLoads:
                 if self._closed:
                     return
             self.report(event)
+            if isinstance(event, LoadDone) and event.latest:
+                self._compile_in_background(event.lm)
+
+    def _compile_in_background(self, lm: LanguageModel) -> None:
+        """While no load is asked for, compile the model's remaining shapes one at a time,
+        each only when the model is idle (a generation never waits for more than one)."""
+        shapes = lm.background_shapes()
+        if not shapes:
+            return
+        self.report(Compiling(lm.name, len(shapes)))
+        while shapes:
+            with self._cond:
+                if self._closed or self._pending is not None:
+                    return  # a new request comes first; its model compiles instead
+            try:
+                done = lm.compile_shape(shapes[0])
+            except Exception:  # a shape that will not compile is compiled on use, or fails then
+                self.session.log_error(f"compiling {lm.name}", traceback.format_exc())
+                done = True
+            if done:
+                shapes.pop(0)
+                self.report(Compiling(lm.name, len(shapes)))
+            else:
+                with self._cond:
+                    self._cond.wait(0.2)  # busy generating: look again shortly
 
     def _load(self, ticket: int, spec: str, startup: bool) -> LoadEvent:
         from repl.session import user_errors

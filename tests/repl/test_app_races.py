@@ -290,3 +290,47 @@ async def test_error_notices_from_a_crashing_model_keep_the_app_alive():
         assert sum("boom inside the model" in e for e in errors) == 2
         assert [w.state for w in app.query(ChatTurn)] == ["failed", "failed"]
         assert not app.generating and app.is_running
+
+
+def test_remaining_shapes_compile_in_the_background_only_while_the_model_is_idle():
+    """After a load, the loader compiles the model's other shapes one at a time, never
+    while the model generates, and stops for a newer :model request."""
+    from repl.loads import Compiling
+
+    class Shapes(FakeLM):
+        def __init__(self, name):
+            super().__init__(name)
+            self.todo, self.compiled, self.during_busy = [1, 2, 3, 4, 5, 6], [], 0
+
+        def background_shapes(self):
+            return [s for s in self.todo if s not in self.compiled]
+
+        def compile_shape(self, shape):
+            if not self.busy.acquire(blocking=False):
+                return False
+            try:
+                time.sleep(0.05)
+                self.compiled.append(shape)
+            finally:
+                self.busy.release()
+            return True
+
+    lm = Shapes("scratch:a")
+    loader = FakeLoader(models={"scratch:a": lm, "scratch:b": Shapes("scratch:b")})
+    session = Session(model="scratch:a", loader=loader, history_path=False)
+    events, done = [], threading.Event()
+
+    def report(e):
+        events.append(e)
+        if isinstance(e, Compiling) and e.left == 0:
+            done.set()
+
+    loads = ModelLoads(session, report)
+    with lm.busy:  # "generating" while the load finishes: nothing compiles meanwhile
+        loads.request("scratch:a")
+        time.sleep(0.5)
+        assert lm.compiled == []
+    assert done.wait(10)
+    assert lm.compiled == [1, 2, 3, 4, 5, 6]
+    assert [e.left for e in events if isinstance(e, Compiling)] == [6, 5, 4, 3, 2, 1, 0]
+    loads.close()

@@ -50,7 +50,13 @@ class Piped(io.StringIO):
 
 def test_line_mode_inspect_on_a_prompt_and_on_the_last_turn(scratch_tiny_dir, capsys):
     session = Session(model=f"scratch:{scratch_tiny_dir}", history_path=False)
-    script = [":inspect", ":inspect Once upon", ":set max_new_tokens=3 greedy=true", "hi", ":inspect"]
+    script = [
+        ":inspect",
+        ":inspect Once upon",
+        ":set max_new_tokens=3 greedy=true",
+        "hi",
+        ":inspect",
+    ]
     assert run_plain(session=session, stdin=Piped("\n".join(script) + "\n")) == 0
     out, err = capsys.readouterr()
     assert "error: nothing to inspect yet" in err
