@@ -112,6 +112,12 @@ class LanguageModel:
     def warmup(self) -> None:
         """Compile/allocate what the first generation would (optional)."""
 
+    def _rewind(self, n: int) -> None:
+        """Forget every position from ``n`` on: the next ``_step`` writes position ``n``.
+        (Step mode's undo; a backend with a KV cache moves its write index back, since the
+        rows after it are masked until overwritten.)"""
+        raise NotImplementedError(f"{type(self).__name__} cannot step back")
+
     def background_shapes(self) -> list:
         """Shapes still to compile so that no later turn waits for the compiler (a front
         end compiles them one at a time while the model is idle)."""
@@ -462,6 +468,9 @@ class ScratchLM(LanguageModel):
         self._probed = self.decoder.probed
         return logits
 
+    def _rewind(self, n: int) -> None:
+        self.decoder.index = n  # rows from n on are masked until a step overwrites them
+
     def warmup(self, capacities: tuple[int, ...] = (128, 256)) -> None:
         """Compile the shapes a typical turn uses (a short prompt; windows of up to 256
         positions), so the first prompts do not wait for XLA."""
@@ -696,6 +705,14 @@ class PretrainedLM(LanguageModel):
                 self.fallback_reason = f"XLA could not compile it: {first[:120]}"
                 self._past = None
         return self._run_eager(ids)
+
+    def _rewind(self, n: int) -> None:
+        self._ids = self._ids[:n]
+        if self.compiled:
+            self._mask[n:] = 0  # the attention mask hides the rows until they are rewritten
+            self.index = n
+        else:  # the model's own past: (2, 1, nh, T, hs) per layer, keep the first n
+            self._past = tuple(p[:, :, :, :n] for p in self._past)
 
     def _step(self, token_id):
         self._ids.append(token_id)

@@ -62,6 +62,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "[PROMPT]",
         "look inside for the next token: candidates, logit lens, attention (last turn if none)",
     ),
+    CommandSpec(
+        "step",
+        "[PROMPT]",
+        "step mode: take the model's pick or force another candidate, one token at a time "
+        "(continues the last turn if no PROMPT)",
+    ),
+    CommandSpec("branches", "", "the branches of the last step-mode turn, with their text"),
+    CommandSpec("branch", "N", "in step mode: switch to branch N"),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
     CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
     CommandSpec("help", "", "list the commands"),

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 from gpt2core.generate import GenerationSummary, TokenEvent
@@ -27,6 +27,7 @@ from repl.session import (
     Quit,
     Reply,
     Session,
+    StepStart,
     chosen_prob,
     data_dir,
     printable,
@@ -44,6 +45,8 @@ class PlainREPL:
         self.session = session
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.cancel = threading.Event()
+        # where step mode reads its lines: the piped input, or the terminal's prompt
+        self.read: Callable[[str], str | None] = lambda _prompt: None
 
     def say(self, text: str, error: bool = False) -> None:
         stream = self.err if error else self.out
@@ -95,6 +98,8 @@ class PlainREPL:
             self.generate(action.prompt, action.settings)
         elif isinstance(action, Compare):
             self.compare(action.prompt)
+        elif isinstance(action, StepStart):
+            self.step_mode(action)
         elif isinstance(action, Inspect):
             try:
                 self.out.write(self.session.run_inspect(action.prompt) + "\n")
@@ -145,6 +150,67 @@ class PlainREPL:
             self.out.write("\n")
             self.say(str(e), error=True)
 
+    STEP_KEYS = "Enter: the model's pick | k: force candidate k | -: undo | .: finish"
+
+    def step_mode(self, action: StepStart) -> None:
+        """Step mode over the same input: each step shows the numbered candidates and
+        reads one line (empty: accept, a number k: force candidate k, '-': undo, '.': finish;
+        ':branches' and ':branch N' too). End of input finishes the turn."""
+        from gpt2core.stepping import StepError
+
+        try:
+            st = self.session.start_step(action)
+        except user_errors() as e:
+            self.say(str(e), error=True)
+            return
+        self.say(f"step mode on {st.lm.name}: {self.STEP_KEYS}")
+        self._show_step(st)
+        while True:
+            line = self.read("step> ")
+            if line is None or line.strip() == ".":
+                break
+            cmd = line.strip()
+            try:
+                if cmd == "":
+                    st.accept()
+                elif cmd == "-":
+                    st.undo()
+                elif cmd.isdigit():
+                    st.force(int(cmd))
+                elif cmd == ":branches":
+                    self._show_branches(st)
+                    continue
+                elif cmd.startswith(":branch "):
+                    st.switch(int(cmd.split()[1]) if cmd.split()[1].isdigit() else 0)
+                else:
+                    self.say(f"in step mode: {self.STEP_KEYS}", error=True)
+                    continue
+            except StepError as e:
+                self.say(str(e), error=True)
+            self._show_step(st)
+        summary = self.session.finish_step(st, action.prompt)
+        self.say(f"[{st.lm.name}] {printable(summary.text)}")
+        self.say(f"input_ids: {tensor_text(summary.input_ids)}")
+        self.say(f"output:    {tensor_text(summary.output_ids)}")
+        forced = sum(r.forced for r in st.tokens)
+        self.say(f"{summary.new_tokens} tokens, {forced} forced, {len(st.branches)} branches")
+
+    def _show_step(self, st) -> None:
+        from gpt2core.tokenizer import piece
+
+        tok = st.lm.tokenizer
+        self.say(f"--- step {len(st.tokens) + 1}: ...{printable(st.text()[-60:])}")
+        for k, c in enumerate(st.proposal.candidates, 1):
+            mark = "  <- the model's pick" if c.token_id == st.proposal.token_id else ""
+            self.say(f"  {k}  {printable(repr(piece(tok, c.token_id))):<16} {c.prob:6.1%}{mark}")
+
+    def _show_branches(self, st) -> None:
+        if not st.branches:
+            self.say("no branches yet: step back (-) and choose differently to make one")
+        tok = st.lm.tokenizer
+        for n, b in enumerate(st.branches, 1):
+            self.say(f"  branch {n}: {printable(tok.decode([r.token_id for r in b.tokens]))}")
+
     def _shown(self, event: TokenEvent) -> str:
         """A token's text, made safe; coloured by surprisal when asked and stdout is a
         terminal (never into a pipe or a file)."""
@@ -176,6 +242,8 @@ class PlainREPL:
 
     def run_lines(self, lines: Iterable[str]) -> int:
         buffer: list[str] = []
+        lines = iter(lines)
+        self.read = lambda _prompt: _strip(next(lines, None))  # step mode reads from here too
         for raw in lines:
             line = raw.rstrip("\n")
             if line.endswith("\\"):  # continuation: a multi-line prompt
@@ -214,6 +282,10 @@ def _completer():
                             yield Completion(option, start_position=-len(word))
 
     return CommandCompleter()
+
+
+def _strip(line: str | None) -> str | None:
+    return None if line is None else line.rstrip("\n")
 
 
 def decoded_lines(stream) -> Iterator[str]:
@@ -267,6 +339,15 @@ def run_plain(
     prompt = PromptSession(
         history=_safe_file_history(str(path)), completer=_completer(), key_bindings=bindings
     )
+
+    def read(text: str) -> str | None:
+        try:
+            with patch_stdout():
+                return prompt.prompt(text)
+        except (EOFError, KeyboardInterrupt):
+            return None
+
+    repl.read = read
     while True:
         try:
             with patch_stdout():

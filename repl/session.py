@@ -129,6 +129,12 @@ class Inspect:
 
 
 @dataclass(frozen=True)
+class StepStart:
+    prompt: str
+    settings: Settings = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Clear:
     pass
 
@@ -138,7 +144,7 @@ class Quit:
     pass
 
 
-Action = Reply | Generate | LoadModel | Compare | Inspect | Clear | Quit
+Action = Reply | Generate | LoadModel | Compare | Inspect | StepStart | Clear | Quit
 
 
 @dataclass
@@ -151,6 +157,9 @@ class Turn:
     output_ids: list[int]
     text: str
     stats: dict = field(default_factory=dict)
+    # per generated token: id, whether a person forced it, its probability and rank
+    tokens: list[dict] = field(default_factory=list)
+    branches: list[list[int]] = field(default_factory=list)  # step mode's other paths
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,47 @@ class Session:
         current = self.current.name if self.current else None
         model = last.model if arg == "same" else (self.wanted_model or current)
         return Generate(last.prompt, settings=settings, model=model)
+
+    def cmd_step(self, arg: str) -> Action:
+        if arg:
+            return StepStart(arg, self._turn_settings())
+        if not self.turns:
+            return Reply("nothing to continue: give a prompt (:step PROMPT)", "error")
+        last = self.turns[-1]
+        return StepStart(last.prompt + last.text, self._turn_settings())
+
+    def start_step(self, action: StepStart, lm: LanguageModel | None = None):
+        """A ``Stepper`` for the action, on ``lm`` (default: the current model)."""
+        from gpt2core.stepping import Stepper
+
+        lm = lm or self.current
+        if lm is None:
+            raise UserError("no model is loaded yet")
+        return Stepper(lm, action.prompt, action.settings, pipeline=True)
+
+    def finish_step(self, stepper, prompt: str) -> GenerationSummary:
+        """End a step-mode turn and record it, forced tokens and branches included."""
+        summary = stepper.finish()
+        self._record(stepper.lm, prompt, stepper.settings, summary)
+        turn = self.turns[-1]
+        turn.tokens = [asdict(r) for r in stepper.tokens]
+        turn.branches = [[r.token_id for r in b.tokens] for b in stepper.branches]
+        return summary
+
+    def cmd_branches(self, arg: str) -> Action:
+        turn = next((t for t in reversed(self.turns) if t.branches), None)
+        if turn is None:
+            return Reply("no branches: in step mode, step back and choose another token")
+        tok = self.models.get(turn.model, self.current)
+        tok = tok.tokenizer if tok is not None else None
+        lines = [f"branches of the turn {turn.prompt[:40]!r}:"]
+        for n, ids in enumerate(turn.branches, 1):
+            text = tok.decode(ids) if tok is not None else str(ids)
+            lines.append(f"  {n}: {text}")
+        return Reply("\n".join(lines))
+
+    def cmd_branch(self, arg: str) -> Action:
+        return Reply("switch branches inside step mode (:step), where the turn is open", "error")
 
     def cmd_inspect(self, arg: str) -> Action:
         if arg:
@@ -387,9 +437,19 @@ class Session:
         if lm is None:
             raise RuntimeError("no model loaded")
         settings = settings or self._turn_settings()
+        tokens = []
         for event in lm.stream(prompt, settings, cancel=cancel, probes=probes):
+            if isinstance(event, TokenEvent):
+                rank = next((n for n, c in enumerate(event.candidates, 1) if c.chosen), None)
+                if rank is not None and rank > settings.candidates:
+                    rank = None  # a sampled token from outside the shown candidates
+                tokens.append(
+                    {"token_id": event.token_id, "forced": False,
+                     "prob": chosen_prob(event), "rank": rank}
+                )  # fmt: skip
             if isinstance(event, GenerationSummary):
                 self._record(lm, prompt, settings, event)
+                self.turns[-1].tokens = tokens
             yield event
 
     def run_compare(

@@ -190,3 +190,25 @@ def test_line_mode_survives_bad_checkpoints_and_bad_bytes(scratch_tiny_dir, tmp_
     assert "input_ids: tf.Tensor([[33676  4720    25]], shape=(1, 3), dtype=int32)" in out
     history = (tmp_path / "home" / "history.jsonl").read_text(encoding="utf-8")
     assert "bad \ufffd\ufffd bytes" in history
+
+
+def test_step_mode_over_piped_stdin_forces_undoes_and_saves(scratch_tiny_dir, capsys, tmp_path):
+    """The scripted demo of issue 11: force the 2nd candidate, accept, step back, force
+    the 3rd, finish, save."""
+    from repl.plain import run_plain
+
+    session = Session(model=f"scratch:{scratch_tiny_dir}", history_path=False)
+    path = tmp_path / "x.json"
+    script = [":set greedy=true", ":step Once upon a time", "2", "", "-", "3", ".",
+              ":branches", f":save {path}", "after the step"]  # fmt: skip
+    assert run_plain(session=session, stdin=Piped("\n".join(script) + "\n")) == 0
+    out, err = capsys.readouterr()
+    assert "step mode on" in out and "<- the model's pick" in out
+    turn = json.loads(path.read_text())["turns"][0]
+    ids = turn["output_ids"]
+    assert len(ids) == 6 and ids[:4] == [7454, 2402, 257, 640]
+    assert [t["forced"] for t in turn["tokens"]] == [True, True]
+    assert [t["rank"] for t in turn["tokens"]] == [2, 3]
+    assert len(turn["branches"]) == 1 and turn["branches"][0][0] == ids[4]
+    assert "2 tokens, 2 forced, 1 branches" in out
+    assert session.turns[-1].prompt == "after the step"  # the session went on
