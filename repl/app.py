@@ -36,6 +36,7 @@ from repl.messages import (
     GenerationStarted,
     LoadReport,
     Notice,
+    StepUpdate,
     TokensReady,
 )
 from repl.session import (
@@ -48,6 +49,7 @@ from repl.session import (
     Quit,
     Reply,
     Session,
+    StepStart,
     stats_line,
     user_errors,
 )
@@ -60,7 +62,7 @@ from repl.widgets import (
     SidePanel,
     StatusBar,
 )
-from repl.widgets.views import AttentionView
+from repl.widgets.views import AttentionView, NextTokenView
 
 
 class NoWaitExecutor(ThreadPoolExecutor):
@@ -79,6 +81,13 @@ class GPT2App(App):
         Binding("f2", "toggle_panel", "Panel", id="toggle-panel"),
         Binding("f3", "next_view", "View", id="next-view"),
         Binding("f4", "colour", "Surprisal", id="colour"),
+        # step mode (active only while a step-mode turn is open: see check_action)
+        Binding("enter,right", "step_accept", "Take pick", id="step-accept", priority=True),
+        *[
+            Binding(str(k), f"step_force({k})", "Force 1-9", show=k == 1, priority=True)
+            for k in range(1, 10)
+        ],
+        Binding("backspace,left", "step_undo", "Undo", id="step-undo", priority=True),
         Binding("f5", "layer(-1)", "Layer-", id="layer-down", priority=True),
         Binding("f6", "layer(1)", "Layer+", id="layer-up", priority=True),
         Binding("f7", "head(-1)", "Head-", id="head-down", priority=True),
@@ -115,6 +124,9 @@ class GPT2App(App):
         self._ctx_used: tuple[int, int] | None = None
         self._cursor_blink = cursor_blink
         self._compiling = 0
+        self.stepper = None  # the open step-mode turn, if any
+        self._step_turn: tuple[ChatTurn, str] | None = None  # its widget and prompt
+        self._step_lock = threading.Lock()
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -205,7 +217,7 @@ class GPT2App(App):
             else:
                 self.chat.add(NoticeLine(f"inspecting with {self.session.current.name}..."))
                 self.inspect(action.prompt, self.session.current)
-        elif isinstance(action, Generate | Compare):
+        elif isinstance(action, Generate | Compare | StepStart):
             widget = None
             shown = sum(1 for _, w in self.queue if w is not None)
             if isinstance(action, Generate) and shown < self.QUEUE_SHOWN:
@@ -264,6 +276,16 @@ class GPT2App(App):
                 )
             )
             self.compare(action.prompt, self.cancel)
+        elif isinstance(action, StepStart):
+            widget = self.chat.add(ChatTurn(lm.name, action.prompt))
+            self._step_turn = (widget, action.prompt)
+            self.chat.add(
+                NoticeLine(
+                    "step mode: Enter takes the model's pick, 1-9 force a candidate, "
+                    "Backspace steps back, Esc ends the turn"
+                )  # fmt: skip
+            )
+            self.step_begin(action, lm)
         else:
             self._turn_counter += 1
             turn = self._turn_counter
@@ -309,6 +331,78 @@ class GPT2App(App):
             self.session.log_error(f"generating {prompt[:60]!r}", traceback.format_exc())
             self.post_message(GenerationFailed(turn, f"error: {type(e).__name__}: {e}"))
 
+    @work(thread=True, exclusive=False, exit_on_error=False, group="step")
+    def step_begin(self, action, lm) -> None:
+        try:
+            stepper = self.session.start_step(action, lm)
+        except user_errors() as e:
+            self.post_message(GenerationFailed(0, f"step: {e}"))
+            return
+        self.post_message(StepUpdate(stepper))
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="step")
+    def step_op(self, op: str, arg: int = 0) -> None:
+        from gpt2core.stepping import StepError
+
+        with self._step_lock:  # key presses run one at a time, in order
+            st = self.stepper
+            if st is None:
+                return
+            try:
+                if op == "accept":
+                    st.accept()
+                elif op == "force":
+                    st.force(arg)
+                else:
+                    st.undo()
+                self.post_message(StepUpdate(st))
+            except StepError as e:
+                self.post_message(StepUpdate(st, str(e)))
+
+    @on(StepUpdate)
+    def step_update(self, message: StepUpdate) -> None:
+        st = message.stepper
+        if self._step_turn is None:
+            return
+        if self.stepper is None:  # the first update: step mode is open
+            self.stepper = st
+            self.panel.start(st.input_ids, st.lm.tokenizer)
+            while not isinstance(self.panel.view, NextTokenView):
+                self.panel.show_view(self.panel.current + 1)
+            self.refresh_bindings()
+        if message.error:
+            self.chat.add(NoticeLine(message.error, "error"))
+        widget, _ = self._step_turn
+        widget.completion = st.text()
+        widget.pieces = [(widget.completion, 0)]
+        widget._refresh_text()
+        p = st.proposal
+        event = TokenEvent(len(st.tokens), p.token_id, "", p.candidates, 0.0,
+                           {"pipeline": p.pipeline} if p.pipeline else None)  # fmt: skip
+        self.panel.state.output_ids = st.output_ids
+        self.panel.tokens([event])
+        self.panel.state.output_ids = st.output_ids  # tokens() appended the proposal
+        self.chat.scroll_end(animate=False)
+
+    def action_step_accept(self) -> None:
+        self.step_op("accept")
+
+    def action_step_force(self, k: int) -> None:
+        self.step_op("force", k)
+
+    def action_step_undo(self) -> None:
+        self.step_op("undo")
+
+    def _finish_step(self) -> None:
+        st, (widget, prompt) = self.stepper, self._step_turn
+        with self._step_lock:
+            summary = self.session.finish_step(st, prompt)
+        self.stepper, self._step_turn = None, None
+        widget.finish("done", stats_line(summary) + f" | {sum(r.forced for r in st.tokens)} forced")
+        self.panel.finish(summary)
+        self.refresh_bindings()
+        self._done()
+
     @work(thread=True, exclusive=False, exit_on_error=False, group="inspect")
     def inspect(self, prompt: str, lm) -> None:
         try:
@@ -338,11 +432,11 @@ class GPT2App(App):
     @on(LoadReport)
     def load_report(self, message: LoadReport) -> None:
         e = message.event
-        latest = e.ticket == self.loads.latest
         if isinstance(e, Compiling):
             self._compiling = e.left
             self.refresh_status()
             return
+        latest = e.ticket == self.loads.latest
         if isinstance(e, LoadDropped):
             self.chat.add(NoticeLine(f"{e.spec}: not loaded (superseded by {e.replaced_by})"))
         elif isinstance(e, LoadFailed):
@@ -471,7 +565,9 @@ class GPT2App(App):
 
     # -- actions -------------------------------------------------------------------------
     def action_stop(self) -> None:
-        if self.generating:
+        if self.stepper is not None:
+            self._finish_step()
+        elif self.generating:
             self.cancel.set()
 
     def action_interrupt(self) -> None:
@@ -531,6 +627,8 @@ class GPT2App(App):
         """The layer/head keys show in the footer only while the Attention view is shown."""
         if action in ("layer", "head"):
             return self.is_mounted and isinstance(self.panel.view, AttentionView)
+        if action.startswith("step_"):
+            return self.stepper is not None
         return True
 
     def action_clear(self) -> None:

@@ -49,6 +49,14 @@ class CompareFinished(Message):
 
 
 @dataclass
+class StepUpdate(Message):
+    """Step mode moved (or could not: ``error``); the app redraws from the stepper."""
+
+    stepper: object
+    error: str | None = None
+
+
+@dataclass
 class Notice(Message):
     text: str
     level: str = "info"

@@ -67,6 +67,12 @@ class PromptInput(TextArea):
         self.move_cursor(self.document.end)
 
     # -- keys -----------------------------------------------------------------------------
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        """In step mode the digits choose a candidate (the app's bindings), not text."""
+        if getattr(self.app, "stepper", None) is not None and character and character.isdigit():
+            return False
+        return super().check_consume_key(key, character)
+
     async def _on_key(self, event: events.Key) -> None:
         gap = event.time - self._last_key
         self._last_key = event.time
