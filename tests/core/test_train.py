@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gpt2core.train import TrainConfig, TrainError, train
+from gpt2core.train_events import TrainStep
 from repl.cli import main
 from tests.conftest import SHAKESPEARE
 
@@ -78,12 +79,12 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(corpus, tmp_path
 
     part = tmp_path / "part"
 
-    def interrupt(info):
-        if info.get("iter") == 11 and "loss" in info:
+    def interrupt(event):
+        if isinstance(event, TrainStep) and event.iter == 11:
             raise KeyboardInterrupt  # what Ctrl-C does mid-run
 
     stopped = train(
-        tiny_cfg(corpus, part, max_iters=24, dropout=0.1, eval_interval=10), on_step=interrupt
+        tiny_cfg(corpus, part, max_iters=24, dropout=0.1, eval_interval=10), on_event=interrupt
     )
     assert stopped.interrupted and stopped.iters == 11
     resumed = train(tiny_cfg(corpus, part, max_iters=24), resume=True)
