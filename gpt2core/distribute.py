@@ -7,12 +7,13 @@
 
 A multi-worker cluster is fragile at start-up: TensorFlow's own join waits forever for a
 peer that never comes (its register timeout is not honoured, and it swallows SIGTERM). So
-TF_CONFIG is checked here first (one line per mistake), then every peer must answer a
-TCP connect within GPT2_CLUSTER_TIMEOUT seconds (default 60) before TensorFlow is asked
-to join, and the join itself runs under the same deadline. A cluster that cannot form is
-one TrainError, never a hang. TensorFlow insists on joining before it initialises its
-devices, so ``make_strategy("multiworker")`` must run in a fresh process, before anything
-imports gpt2core._tf.
+TF_CONFIG is checked here first (one line per mistake), then every task meets every other
+at a barrier of our own (``rendezvous``: plain TCP on the tasks' own addresses, within
+GPT2_CLUSTER_TIMEOUT seconds, default 60) before TensorFlow is asked to join. A cluster
+that cannot form is one ClusterError, never a hang. (A watchdog thread around the join
+cannot work: TensorFlow holds the GIL while it waits.) TensorFlow insists on joining
+before it initialises its devices, so ``make_strategy("multiworker")`` must run in a
+fresh process, before anything imports gpt2core._tf.
 """
 
 from __future__ import annotations
@@ -168,41 +169,125 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def wait_for_peers(cluster: Cluster, timeout_s: float) -> None:
-    """Return once every peer accepts a TCP connection; ClusterError after ``timeout_s``.
+_HELLO = "gpt2-cluster-1"
 
-    Meanwhile we listen on our own address, so that peers doing the same see us before
-    TensorFlow's server takes the port over (a peer that connects after we closed retries
-    until that server is up). Binding also proves the address is ours and free.
+
+def _digest(cluster: Cluster) -> str:
+    """The same for every task of one cluster (whatever the task), different otherwise."""
+    import hashlib
+
+    text = json.dumps({k: list(v) for k, v in sorted(cluster.jobs.items())})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _readline(sock: socket.socket, limit: int = 256) -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("ascii", "replace").strip()
+
+
+def rendezvous(cluster: Cluster, timeout_s: float) -> None:
+    """A barrier of every task before TensorFlow joins (ClusterError after ``timeout_s``).
+
+    Each task listens on its own address and answers ``gpt2-cluster-1 <digest>``; each
+    task connects to every peer, checks the answer (a gpt2 worker of the same cluster)
+    and names itself. A task leaves once it has checked every peer *and* every peer has
+    checked it, so nobody closes its listener while a peer still needs it, and the port
+    is free for TensorFlow's server straight after. What remains unguarded is a peer that
+    dies in the second between this barrier and TensorFlow's join.
     """
     host, port = _split(cluster.address)
     try:
-        listener = socket.create_server((host, port), reuse_port=False, backlog=64)
+        listener = socket.create_server((host, port), backlog=64)
     except OSError as e:
         raise ClusterError(
             f"TF_CONFIG: cannot listen on this task's address {cluster.address} "
             f"({e.strerror or e}): is it this machine, and is the port free?"
         ) from None
-    waiting = set(cluster.peers)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while waiting:
-            for peer in sorted(waiting):
+    listener.settimeout(0.2)
+    digest, peers = _digest(cluster), set(cluster.peers)
+    checked_us: set[str] = set()
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
                 try:
-                    with socket.create_connection(_split(peer), timeout=1.0):
-                        waiting.discard(peer)
+                    conn.settimeout(5.0)
+                    conn.sendall(f"{_HELLO} {digest}\n".encode())
+                    who = _readline(conn)
+                    if who in peers:
+                        checked_us.add(who)
+                    conn.recv(1)  # the peer closes first: no TIME_WAIT left on our port
                 except OSError:
                     pass
-            if waiting:
-                if time.monotonic() > deadline:
-                    raise ClusterError(
-                        f"multiworker: cannot reach {', '.join(sorted(waiting))} within "
-                        f"{timeout_s:g}s (is every worker started with the same TF_CONFIG "
-                        f"cluster? set GPT2_CLUSTER_TIMEOUT to wait longer)"
-                    )
-                time.sleep(0.2)
+
+    server = threading.Thread(target=serve, name="gpt2-rendezvous", daemon=True)
+    server.start()
+    reached: set[str] = set()
+    strangers: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while reached != peers or not peers <= checked_us:
+            for peer in sorted(peers - reached):
+                try:
+                    sock = socket.create_connection(_split(peer), timeout=2.0)
+                except OSError:
+                    continue  # not listening (yet)
+                with sock:
+                    try:
+                        hello = _readline(sock).split()
+                    except OSError:  # connects, says nothing: not one of ours
+                        hello = []
+                    if hello[:1] != [_HELLO]:
+                        strangers.add(peer)
+                        continue
+                    if hello[1:] != [digest]:
+                        raise ClusterError(
+                            f"multiworker: {peer} belongs to a different cluster "
+                            f"(every worker needs the same TF_CONFIG cluster)"
+                        )
+                    try:
+                        sock.sendall(f"{cluster.address}\n".encode())
+                    except OSError:
+                        continue
+                    reached.add(peer)
+                    strangers.discard(peer)
+            if reached == peers and peers <= checked_us:
+                break
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    _rendezvous_failure(peers, reached, checked_us, strangers, timeout_s)
+                )
+            time.sleep(0.2)
     finally:
+        done.set()
         listener.close()
+        server.join(timeout=1.0)
+
+
+def _rendezvous_failure(peers, reached, checked_us, strangers, timeout_s: float) -> str:
+    if strangers:
+        return (
+            f"multiworker: {', '.join(sorted(strangers))} answers but is not a gpt2 worker "
+            f"(wrong address or port in TF_CONFIG?)"
+        )
+    missing = sorted(peers - reached) or sorted(peers - checked_us)
+    return (
+        f"multiworker: cannot reach {', '.join(missing)} within {timeout_s:g}s (is every "
+        f"worker started with the same TF_CONFIG cluster? set GPT2_CLUSTER_TIMEOUT to wait "
+        f"longer)"
+    )
 
 
 # -- strategies ------------------------------------------------------------------------------
@@ -229,32 +314,13 @@ def _join_cluster(cluster: Cluster, timeout_s: float):
             "--strategy multiworker must start in a fresh process: TensorFlow has already "
             "initialised its devices here"
         )
-    wait_for_peers(cluster, timeout_s)
+    rendezvous(cluster, timeout_s)
     import tensorflow as tf
 
-    done: dict[str, object] = {}
-
-    def join() -> None:
-        try:
-            done["strategy"] = tf.distribute.MultiWorkerMirroredStrategy()
-        except BaseException as e:  # noqa: BLE001  (handed to the waiting thread)
-            done["error"] = e
-
-    # TensorFlow's join can wait forever for a peer that died after answering above: wait
-    # for it on another thread, under the deadline. A daemon thread stuck in C++ does not
-    # keep the process alive.
-    thread = threading.Thread(target=join, name="gpt2-cluster-join", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise ClusterError(
-            f"multiworker: the cluster did not form within {timeout_s:g}s (a worker "
-            f"answered, then stopped?)"
-        )
-    if "error" in done:
-        e = done["error"]
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError, tf.errors.OpError) as e:
         raise ClusterError(f"multiworker: TensorFlow could not join the cluster ({e})") from None
-    return done["strategy"]
 
 
 def is_chief(strategy_name: str) -> bool:
@@ -270,7 +336,7 @@ __all__ = [
     "Cluster",
     "ClusterError",
     "read_tf_config",
-    "wait_for_peers",
+    "rendezvous",
     "make_strategy",
     "split_logical_cpus",
     "is_chief",
