@@ -14,10 +14,9 @@ import os
 import platform
 import shutil
 import tempfile
-from pathlib import Path
 
 NANOGPT_MS_PER_ITER = 49.0  # PyTorch eager, CPU, 2 cores (the measurement)
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+CORPUS = "shakespeare"  # the bundled Tiny Shakespeare (gpt2core/assets)
 
 
 def main() -> None:
@@ -27,14 +26,12 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from gpt2core.train import RECIPES, TrainConfig, train
+    from gpt2core.train import TrainConfig, train
 
     out = args.out or tempfile.mkdtemp(prefix="shakespeare-cpu-")
     shutil.rmtree(out, ignore_errors=True)
-    recipe = dict(RECIPES["shakespeare-cpu"])
-    if args.max_iters:
-        recipe["max_iters"] = args.max_iters
-    cfg = TrainConfig(corpus=(args.corpus,), out=out, preset="shakespeare-cpu", **recipe)
+    # the recipe is TrainConfig's defaults; only the length may change here
+    cfg = TrainConfig.from_options((args.corpus,), out, max_iters=args.max_iters)
     r = train(cfg)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"iters {r.iters}  val_loss(whole split) {r.val_loss:.4f}  train_loss {r.train_loss:.4f}")

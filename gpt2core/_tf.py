@@ -4,6 +4,10 @@ TensorFlow's C++ start-up logs (absl) go straight to file descriptor 2 whatever
 TF_CPP_MIN_LOG_LEVEL says; in a terminal app they land on top of the screen. We point
 fd 2 at /dev/null while TensorFlow imports and initialises its devices, then restore it.
 Python exceptions are unaffected: they propagate after fd 2 is back.
+
+``GPT2_LOGICAL_CPUS=N`` splits the CPU into N logical devices before TensorFlow fixes its
+device list (it can only be done then, once per process): MirroredStrategy then has N
+replicas on one machine, which is how the multi-device path is tested without GPUs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import os
 
 import gpt2core  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL first)
+from gpt2core.distribute import split_logical_cpus
 
 
 @contextlib.contextmanager
@@ -35,6 +40,7 @@ with native_stderr_silenced():
     import keras
     import tensorflow as tf
 
+    split_logical_cpus(tf)
     tf.config.list_logical_devices()  # device (and CUDA probe) initialisation logs
 
-__all__ = ["tf", "keras", "native_stderr_silenced"]
+__all__ = ["tf", "keras", "native_stderr_silenced", "split_logical_cpus"]

@@ -8,35 +8,18 @@ does not abort a save half-way). The exit code is 128 + the first signal's numbe
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import signal
 import sys
-import time
 
-from gpt2core.config import PRESETS
-from gpt2core.train import RECIPES, TrainConfig, TrainError, train
+from gpt2core.train import train
+from gpt2core.train_events import TrainDone, TrainEval, TrainEvent, TrainStarted, TrainStep
 from repl.terminal import json_line, safe
+from repl.train_args import config_from_args
 
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
-
-
-def config_from_args(args) -> TrainConfig:
-    preset = args.preset or "shakespeare-cpu"
-    if preset not in PRESETS:
-        raise TrainError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-    values = dict(RECIPES.get(preset, {}))
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("corpus", "out", "preset", "strategy"):
-            values[f.name] = v
-    if args.resume and getattr(args, "max_iters", None) is None:
-        values["max_iters"] = 1  # a resumed run keeps its own length unless told otherwise
-    return TrainConfig(
-        corpus=tuple(args.corpus), out=args.out, preset=preset, strategy=args.strategy, **values
-    )
 
 
 class StopFlag:
@@ -65,80 +48,119 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def _progress_bar(cfg: TrainConfig, enabled: bool):
-    """A rich progress bar on stderr and the on_step callback that drives it."""
-    progress = None
-    if enabled:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+class TrainProgress:
+    """Draws a run's events on a terminal stream: a header line, a rich progress bar
+    (``bar=True``) or nothing between evals, and at each eval the losses and the sample.
+    Used as ``train(..., on_event=progress)``; line mode uses it with ``bar=False``.
+    A terminal that goes away (SIGHUP) stops the drawing, never the run."""
 
-        progress = Progress(
+    def __init__(self, file=None, bar: bool = True, evals: bool = True):
+        self.file = file if file is not None else sys.stderr
+        self.want_bar, self.evals = bar, evals
+        self.progress = None
+        self.task = None
+        self.dead = False
+
+    def __call__(self, event: TrainEvent) -> None:
+        if self.dead:
+            return
+        try:
+            self._draw(event)
+        except OSError:  # the terminal went away: keep training, stop drawing
+            self.dead = True
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=self.file, flush=True)
+
+    def _draw(self, e: TrainEvent) -> None:
+        if isinstance(e, TrainStarted):
+            if self.evals:
+                self._print(safe(describe_start(e)))
+            if self.want_bar:
+                self._start_bar(e)
+        elif isinstance(e, TrainStep):
+            if self.progress is not None:
+                eta = "" if e.eta_s is None else f"  eta {_duration(e.eta_s)}"
+                rate = f"  {e.tokens_per_s:,.0f} tok/s" if e.tokens_per_s else ""
+                self.progress.update(
+                    self.task,
+                    completed=e.iter,
+                    info=f"loss {e.loss:.4f}  lr {e.lr:.2e}{rate}{eta}",
+                )
+        elif isinstance(e, TrainEval):
+            if self.evals:
+                best = "  (best so far)" if e.best else ""
+                self._print(
+                    f"iter {e.iter}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}{best}"
+                )
+                if e.sample:
+                    # a model trained on a corpus with escape bytes writes escape bytes
+                    self._print(_indent(safe(e.sample)))
+        elif isinstance(e, TrainDone):
+            self.close()
+
+    def _start_bar(self, e: TrainStarted) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
             TextColumn("[bold]train"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=Console(file=self.file),
             transient=False,
         )
-    state = {"task": None, "t_last": time.perf_counter(), "progress": progress}
-
-    def on_step(info: dict) -> None:
-        bar = state["progress"]
-        if bar is None:
-            return
-        try:
-            _draw(bar, state, info, cfg)
-        except OSError:  # the terminal went away (SIGHUP): keep training, stop drawing
-            state["progress"] = None
-
-    return progress, on_step
-
-
-def _draw(progress, state: dict, info: dict, cfg: TrainConfig) -> None:
-    if state["task"] is None:
-        state["task"] = progress.add_task(
-            "train", total=info.get("max_iters", cfg.max_iters), info="compiling..."
+        self.task = self.progress.add_task(
+            "train", total=e.max_iters, completed=e.start_iter, info="compiling..."
         )
-        progress.update(
-            state["task"], completed=info["iter"] - 1 if "loss" in info else info["iter"]
-        )
-    if info.get("eval"):
-        progress.console.print(
-            f"iter {info['iter']}: train loss {info['train_loss']:.4f}, "
-            f"val loss {info['val_loss']:.4f}"
-        )
-        return
-    now = time.perf_counter()
-    tps = info["tokens"] / max(now - state["t_last"], 1e-9)
-    state["t_last"] = now
-    progress.update(
-        state["task"],
-        completed=info["iter"],
-        info=f"loss {info['loss']:.4f}  lr {info['lr']:.2e}  {tps:,.0f} tok/s",
+        self.progress.start()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            try:
+                self.progress.stop()
+            except OSError:
+                pass
+            self.progress = None
+
+
+def describe_start(e: TrainStarted) -> str:
+    """One line on what is about to train, and where it goes."""
+    m = e.model
+    what = "resuming" if e.resumed else "training"
+    replicas = f"{e.replicas} replicas ({e.strategy})" if e.replicas > 1 else "1 device"
+    return (
+        f"{what} {e.preset} ({m.n_layer} layers, {m.n_embd} wide, context {m.n_positions}, "
+        f"{e.n_params / 1e6:.2f}M params, {e.tokenizer} tokenizer of {m.vocab_size}) on "
+        f"{', '.join(e.corpus)}: {e.train_tokens:,} train / {e.val_tokens:,} val tokens, "
+        f"iters {e.start_iter}->{e.max_iters}, {replicas} -> {e.out}"
+    )
+
+
+def _indent(text: str, width: int = 100) -> str:
+    lines = text.splitlines() or [""]
+    return "\n".join("    " + line[:width] for line in lines[:6])
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
     )
 
 
 def main_from_args(args) -> int:
     cfg = config_from_args(args)
-    progress, on_step = _progress_bar(cfg, enabled=not args.no_progress)
+    progress = TrainProgress(bar=not args.no_progress, evals=not args.no_progress)
     with StopFlag() as stop:
-        if progress:
-            progress.start()
         try:
-            result = train(cfg, resume=args.resume, on_step=on_step, should_stop=stop)
+            result = train(cfg, resume=args.resume, on_event=progress, should_stop=stop)
         finally:
-            if progress:
-                try:
-                    progress.stop()
-                except OSError:
-                    pass
+            progress.close()
     err = sys.stderr
     resume_cmd = f"gpt2 train {' '.join(cfg.corpus)} --out {result.out} --resume"
     try:
@@ -149,6 +171,12 @@ def main_from_args(args) -> int:
                     f"{why}: stopped at iter {result.iters}, saved {result.out}/last; "
                     f"continue with {resume_cmd}"
                 ),
+                file=err,
+            )
+        elif not result.is_chief:
+            print(
+                f"worker done: {result.iters} iters, val loss {result.val_loss:.4f}; "
+                f"the chief wrote the checkpoint",
                 file=err,
             )
         else:
@@ -184,7 +212,9 @@ def _summary(result) -> dict:
         "tokens_per_s": round(result.tokens_per_s, 1),
         "ms_per_iter": round(result.ms_per_iter, 2),
         "interrupted": result.interrupted,
+        "replicas": result.replicas,
+        "strategy": result.strategy,
     }
 
 
-__all__ = ["config_from_args", "main_from_args", "StopFlag"]
+__all__ = ["config_from_args", "main_from_args", "StopFlag", "TrainProgress", "describe_start"]
