@@ -38,6 +38,7 @@ from repl.messages import (
     Notice,
     StepUpdate,
     TokensReady,
+    TrainReport,
 )
 from repl.session import (
     Clear,
@@ -50,6 +51,8 @@ from repl.session import (
     Reply,
     Session,
     StepStart,
+    TrainStart,
+    TrainStop,
     stats_line,
     user_errors,
 )
@@ -62,7 +65,7 @@ from repl.widgets import (
     SidePanel,
     StatusBar,
 )
-from repl.widgets.views import AttentionView, NextTokenView
+from repl.widgets.views import AttentionView, NextTokenView, TrainingView, TrainLog
 
 
 class NoWaitExecutor(ThreadPoolExecutor):
@@ -97,6 +100,7 @@ class GPT2App(App):
     # Tokens are drawn at most this often, however fast they come: one frame of the chat
     # and the panel costs tens of milliseconds of the interpreter the decoder needs too.
     FRAME_S = 1 / 15
+    TRAIN_DRAW_S = 0.25  # training steps reach the UI in batches at most this often
     QUEUE_SHOWN = 20  # queued prompts shown as turns; the rest are counted in the status bar
 
     def __init__(
@@ -124,6 +128,7 @@ class GPT2App(App):
         self._ctx_used: tuple[int, int] | None = None
         self._cursor_blink = cursor_blink
         self._compiling = 0
+        self.train_stop: threading.Event | None = None  # set: the run in the app stops
         self.stepper = None  # the open step-mode turn, if any
         self._step_turn: tuple[ChatTurn, str] | None = None  # its widget and prompt
         self._step_lock = threading.Lock()
@@ -179,6 +184,10 @@ class GPT2App(App):
         lm = self.session.current
         loading = self.loading
         state = "generating" if self.generating else f"loading {loading}" if loading else "ready"
+        if self.train_stop is not None:
+            log = self.panel.state.train
+            last = log.steps[-1][0] if log and log.steps else 0
+            state += f" | training {last}/{log.max_iters if log else '?'}"
         if self.queue:
             state += f" ({len(self.queue)} queued)"
         elif state == "ready" and self._compiling:
@@ -211,6 +220,14 @@ class GPT2App(App):
             self.action_clear()
         elif isinstance(action, LoadModel):
             self.request_model(action.spec)
+        elif isinstance(action, TrainStart):
+            self.start_training(action.request)
+        elif isinstance(action, TrainStop):
+            if self.train_stop is None:
+                self.chat.add(NoticeLine("no run to stop"))
+            else:
+                self.train_stop.set()
+                self.chat.add(NoticeLine("stopping the run: it saves last/ first..."))
         elif isinstance(action, Inspect):
             if self.session.current is None:
                 self.chat.add(NoticeLine("no model is loaded yet", "error"))
@@ -330,6 +347,91 @@ class GPT2App(App):
         except Exception as e:  # a bug: one line here, the traceback in errors.log
             self.session.log_error(f"generating {prompt[:60]!r}", traceback.format_exc())
             self.post_message(GenerationFailed(turn, f"error: {type(e).__name__}: {e}"))
+
+    # -- training ---------------------------------------------------------------------------
+    def start_training(self, request) -> None:
+        if self.train_stop is not None:
+            self.chat.add(NoticeLine("a run is already training: :train stop (or Esc) first",
+                                     "error"))  # fmt: skip
+            return
+        self.train_stop = threading.Event()
+        self.panel.state.train = TrainLog(out=request.config.out, state="starting")
+        self.panel.state.version += 1
+        while not isinstance(self.panel.view, TrainingView):
+            self.panel.show_view(self.panel.current + 1)
+        self.chat.add(
+            NoticeLine(
+                f"training into {request.config.out} in the background (Esc or :train stop "
+                "stops it and saves last/); you can chat meanwhile, at a slower pace"
+            )
+        )
+        self.train_run(request, self.train_stop)
+        self.refresh_status()
+
+    @work(thread=True, exclusive=False, exit_on_error=False, group="train")
+    def train_run(self, request, stop: threading.Event) -> None:
+        from gpt2core.train import train
+        from gpt2core.train_events import TrainStep
+
+        steps: list = []
+        last = [0.0]
+
+        def report(e) -> None:
+            """Steps come hundreds a second on a small model: they go to the UI in
+            batches, a few times a second; every other event at once, after them."""
+            now = time.monotonic()
+            if isinstance(e, TrainStep):
+                steps.append(e)
+                if now - last[0] < self.TRAIN_DRAW_S:
+                    return
+            if steps:
+                self.post_message(TrainReport(list(steps)))
+                steps.clear()
+            last[0] = now
+            if not isinstance(e, TrainStep):
+                self.post_message(TrainReport(e))
+
+        try:
+            train(request.config, resume=request.resume, on_event=report, should_stop=stop.is_set)
+        except user_errors() as e:
+            self.post_message(TrainReport(None, str(e)))
+        except Exception as e:
+            self.session.log_error("training", traceback.format_exc())
+            self.post_message(TrainReport(None, f"{type(e).__name__}: {e}"))
+
+    @on(TrainReport)
+    def train_report(self, message: TrainReport) -> None:
+        from gpt2core.train_events import TrainDone, TrainEval, TrainStarted, TrainStep
+
+        log, e = self.panel.state.train, message.event
+        if log is None:
+            return
+        if isinstance(e, list):  # a batch of TrainStep
+            for step in e:
+                log.steps.append((step.iter, step.loss))
+            e = e[-1]
+        if message.error is not None:
+            log.state = "failed"
+            self.train_stop = None
+            self.chat.add(NoticeLine(f"training: {message.error}", "error"))
+        elif isinstance(e, TrainStarted):
+            log.max_iters, log.n_params, log.state = e.max_iters, e.n_params, "compiling"
+        elif isinstance(e, TrainStep):
+            log.lr, log.tokens_per_s, log.eta_s = e.lr, e.tokens_per_s, e.eta_s
+            log.state = "stopping" if self.train_stop and self.train_stop.is_set() else "training"
+        elif isinstance(e, TrainEval):
+            log.evals.append((e.iter, e.train_loss, e.val_loss))
+            log.sample = e.sample or log.sample
+        elif isinstance(e, TrainDone):
+            r = e.result
+            log.state = "stopped" if r.interrupted else "done"
+            self.train_stop = None
+            how = (f"stopped at iter {r.iters}, saved {r.out}/last" if r.interrupted
+                   else f"done: {r.iters} iters, val loss {r.val_loss:.4f}")  # fmt: skip
+            self.chat.add(NoticeLine(f"training {how}. Chat with it: :model scratch:{r.out}"))
+        self.panel.state.version += 1
+        self.panel.render_panel(layout=not isinstance(e, TrainStep))
+        self.refresh_status()
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="step")
     def step_begin(self, action, lm) -> None:
@@ -569,6 +671,8 @@ class GPT2App(App):
             self._finish_step()
         elif self.generating:
             self.cancel.set()
+        elif self.train_stop is not None and not self.train_stop.is_set():
+            self.dispatch(TrainStop())
 
     def action_interrupt(self) -> None:
         if self.generating:
@@ -584,6 +688,9 @@ class GPT2App(App):
         a load in progress is not waited for (its thread is a daemon)."""
         self.queue.clear()
         self.cancel.set()
+        if self.train_stop is not None:
+            self.train_stop.set()  # it saves last/ if it can before the process ends; if
+            # not, the run directory still holds the last eval's complete checkpoint
         self.loads.close()
         self.exit()
 

@@ -70,6 +70,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("branches", "", "the branches of the last step-mode turn, with their text"),
     CommandSpec("branch", "N", "in step mode: switch to branch N"),
+    CommandSpec(
+        "train",
+        "FILE|shakespeare [--preset P] [--max-iters N] [--out DIR] ... | stop",
+        "train the scratch GPT-2 (the flags of gpt2 train; :train --help lists them)",
+        ("shakespeare", "stop", "--preset", "--max-iters", "--out", "--tokenizer", "--resume"),
+    ),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
     CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
     CommandSpec("help", "", "list the commands"),

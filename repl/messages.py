@@ -57,6 +57,14 @@ class StepUpdate(Message):
 
 
 @dataclass
+class TrainReport(Message):
+    """An event of the run training in the app (gpt2core.train_events), or its failure."""
+
+    event: object | None
+    error: str | None = None
+
+
+@dataclass
 class Notice(Message):
     text: str
     level: str = "info"

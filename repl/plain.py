@@ -28,6 +28,8 @@ from repl.session import (
     Reply,
     Session,
     StepStart,
+    TrainStart,
+    TrainStop,
     chosen_prob,
     data_dir,
     printable,
@@ -100,6 +102,10 @@ class PlainREPL:
             self.compare(action.prompt)
         elif isinstance(action, StepStart):
             self.step_mode(action)
+        elif isinstance(action, TrainStart):
+            self.train(action.request)
+        elif isinstance(action, TrainStop):
+            self.say("no run to stop: in line mode Ctrl-C stops a run (it saves last/)")
         elif isinstance(action, Inspect):
             try:
                 self.out.write(self.session.run_inspect(action.prompt) + "\n")
@@ -149,6 +155,31 @@ class PlainREPL:
         except user_errors() as e:
             self.out.write("\n")
             self.say(str(e), error=True)
+
+    def train(self, request) -> None:
+        """Train inline, with the shell command's progress (evals, samples) on stderr;
+        Ctrl-C stops the run and saves last/."""
+        from gpt2core.train import train
+        from repl.train_cli import TrainProgress
+
+        cfg = request.config
+        progress = TrainProgress(file=self.err, bar=False)
+        try:
+            with self._ctrl_c_cancels():
+                result = train(
+                    cfg, resume=request.resume, on_event=progress, should_stop=self.cancel.is_set
+                )
+        except user_errors() as e:
+            self.say(str(e), error=True)
+            return
+        finally:
+            progress.close()
+        if result.interrupted:
+            self.say(f"stopped at iter {result.iters}: saved {result.out}/last "
+                     f"(:train ... --resume goes on)")  # fmt: skip
+        else:
+            self.say(f"done: {result.iters} iters, val loss {result.val_loss:.4f}")
+        self.say(f"chat with it: :model scratch:{result.out}")
 
     STEP_KEYS = "Enter: the model's pick | k: force candidate k | -: undo | .: finish"
 

@@ -129,6 +129,16 @@ class Inspect:
 
 
 @dataclass(frozen=True)
+class TrainStart:
+    request: object = field(compare=False)  # repl.train_args.TrainRequest
+
+
+@dataclass(frozen=True)
+class TrainStop:
+    pass
+
+
+@dataclass(frozen=True)
 class StepStart:
     prompt: str
     settings: Settings = field(compare=False)
@@ -144,7 +154,10 @@ class Quit:
     pass
 
 
-Action = Reply | Generate | LoadModel | Compare | Inspect | StepStart | Clear | Quit
+Action = (
+    Reply | Generate | LoadModel | Compare | Inspect | StepStart | TrainStart | TrainStop
+    | Clear | Quit
+)  # fmt: skip
 
 
 @dataclass
@@ -302,6 +315,20 @@ class Session:
         turn.tokens = [asdict(r) for r in stepper.tokens]
         turn.branches = [[r.token_id for r in b.tokens] for b in stepper.branches]
         return summary
+
+    def cmd_train(self, arg: str) -> Action:
+        """`:train FILE [flags]` (the flags of `gpt2 train`, parsed by the same code),
+        `:train shakespeare` (the bundled corpus), `:train stop`."""
+        from repl.train_args import TrainHelp, parse_train_args
+
+        if arg.strip() == "stop":
+            return TrainStop()
+        try:
+            return TrainStart(parse_train_args(arg))
+        except TrainHelp as e:
+            return Reply(e.text)
+        except UserError as e:
+            return Reply(str(e), "error")
 
     def cmd_branches(self, arg: str) -> Action:
         turn = next((t for t in reversed(self.turns) if t.branches), None)

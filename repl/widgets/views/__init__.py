@@ -6,6 +6,7 @@ from repl.widgets.views.lens import LensView
 from repl.widgets.views.next_token import NextTokenView
 from repl.widgets.views.tensors import TensorsView
 from repl.widgets.views.tokens import TokensView
+from repl.widgets.views.training import TrainingView, TrainLog
 
 VIEWS: tuple[type[PanelView], ...] = (
     TensorsView,
@@ -13,6 +14,7 @@ VIEWS: tuple[type[PanelView], ...] = (
     NextTokenView,
     AttentionView,
     LensView,
+    TrainingView,
 )
 
-__all__ = ["VIEWS", "PanelView", "TurnState", *[v.__name__ for v in VIEWS]]
+__all__ = ["VIEWS", "PanelView", "TurnState", "TrainLog", *[v.__name__ for v in VIEWS]]

@@ -23,6 +23,7 @@ class TurnState:
     event: TokenEvent | None = None  # the latest step
     summary: GenerationSummary | None = None
     version: int = 0  # bumped at every change: a view draws when its copy is older
+    train: object | None = None  # the run being trained in the app (views.training.TrainLog)
 
     def probe(self, name: str):
         """The latest step's probe ``name`` (attention, lens, pipeline), or None."""
