@@ -44,6 +44,13 @@ class StopFlag:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.signals:
+            # stopping: a late Ctrl-C must not kill the report or the exit code. Ignored,
+            # not handled: Python resets its own handlers to the default at exit, so a
+            # signal landing during shutdown would otherwise kill the process after all.
+            for sig in self._old:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
