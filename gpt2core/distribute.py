@@ -315,12 +315,25 @@ def _join_cluster(cluster: Cluster, timeout_s: float):
             "initialised its devices here"
         )
     rendezvous(cluster, timeout_s)
+    import signal
+
     import tensorflow as tf
 
+    # TensorFlow's join installs its own SIGTERM handler (a preemption notifier that only
+    # logs): put back the handlers a front end had, so SIGTERM still stops a run cleanly
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    handlers = {s: signal.getsignal(s) for n in names if (s := getattr(signal, n, None))}
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError, tf.errors.OpError) as e:
         raise ClusterError(f"multiworker: TensorFlow could not join the cluster ({e})") from None
+    for sig, handler in handlers.items():
+        if handler is not None:
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):  # not the main thread: nothing of ours to restore
+                pass
+    return strategy
 
 
 def is_chief(strategy_name: str) -> bool:

@@ -131,11 +131,15 @@ class Trainer:
         ds = tf.data.Dataset.range(start, self.cfg.max_iters).map(self.batch).prefetch(2)
         return iter(ds)
 
-    def train_step(self, item) -> float:
-        """One optimizer step; the global batch's mean loss."""
-        if self.distributed:
-            return float(self._step_fn(item))
-        return float(self._step_fn(*item))
+    def train_step(self, item, stop: bool = False) -> tuple[float, bool]:
+        """One optimizer step: the global batch's mean loss, and whether any worker asked
+        to stop (``stop`` is this one's vote). On many replicas the votes travel with the
+        step's all-reduce, so every worker stops after the same step: a worker that left
+        alone would leave the others waiting for it in the next all-reduce forever."""
+        if not self.distributed:
+            return float(self._step_fn(*item)), stop
+        loss, votes = self._step_fn(item, 1.0 if stop else 0.0)
+        return float(loss), float(votes) > 0
 
     # steps -------------------------------------------------------------------------------
     def _loss_and_grads(self, x, y):
@@ -159,10 +163,11 @@ class Trainer:
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss
 
-    def _replica_step(self, step):
+    def _replica_step(self, step, stop):
         from gpt2core._tf import tf
 
         ctx = tf.distribute.get_replica_context()
+        votes = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stop)  # () stop requests
         b = self.cfg.batch_size // self.replicas
         r = ctx.replica_id_in_sync_group  # global over workers
         x, y = self.batch(step)  # (B, T), (B, T)
@@ -174,13 +179,14 @@ class Trainer:
         # Keras' optimizer all-reduces (sums) again across replicas: hand it equal shares
         n = float(self.replicas)
         self.optimizer.apply([g / n for g in grads], self.model.trainable_variables)
-        return loss
+        return loss, votes
 
-    def _distributed_step(self, step):
+    def _distributed_step(self, step, stop):
         from gpt2core._tf import tf
 
-        per_replica = self.strategy.run(self._replica_step, args=(step,))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        loss, votes = self.strategy.run(self._replica_step, args=(step, stop))
+        loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        return loss, self.strategy.experimental_local_results(votes)[0]
 
     def _eval_loss(self, x, y):
         from gpt2core._tf import tf
@@ -623,12 +629,14 @@ def train(
                 save_last(step, evaluated=True)
                 saved_step = step
             skip_eval = False
-            if stop():
+            want = stop()
+            if want and not trainer.distributed:
                 interrupted = True
                 break
             item = next(items)
             ts = time.perf_counter()
-            loss = finite(trainer.train_step(item), "loss", step + 1)
+            loss, anyone = trainer.train_step(item, want)
+            loss = finite(loss, "loss", step + 1)
             now = time.perf_counter()
             lr = float(lr_at(step, cfg))
             step += 1
@@ -637,7 +645,8 @@ def train(
             rate, per_iter = pace.step(step, now - ts, now)
             eta = None if per_iter is None else per_iter * (cfg.max_iters - step)
             emit(TrainStep(step, cfg.max_iters, loss, lr, rate, eta, now - t0))
-            if stop():
+            # many replicas stop together, after the step that carried a stop vote
+            if anyone if trainer.distributed else stop():
                 interrupted = True
                 break
     except KeyboardInterrupt:

@@ -44,6 +44,13 @@ class StopFlag:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.signals:
+            # stopping: a late Ctrl-C must not kill the report or the exit code. Ignored,
+            # not handled: Python resets its own handlers to the default at exit, so a
+            # signal landing during shutdown would otherwise kill the process after all.
+            for sig in self._old:
+                signal.signal(sig, signal.SIG_IGN)
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -166,11 +173,11 @@ def main_from_args(args) -> int:
     try:
         if result.interrupted:
             why = signal.Signals(stop.signals[0]).name if stop.signals else "interrupted"
+            if not stop.signals and result.strategy == "multiworker":
+                why = "another worker stopped"
+            saved = f"saved {result.out}/last" if result.is_chief else "the chief saved last/"
             print(
-                safe(
-                    f"{why}: stopped at iter {result.iters}, saved {result.out}/last; "
-                    f"continue with {resume_cmd}"
-                ),
+                safe(f"{why}: stopped at iter {result.iters}, {saved}; continue with {resume_cmd}"),
                 file=err,
             )
         elif not result.is_chief:

@@ -8,6 +8,7 @@ so every run here is a fresh `gpt2 train` process.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,6 +134,41 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(corpus, tm
 
     lm = load_lm(f"scratch:{chief_out}")
     assert lm.generate("ROMEO:").new_tokens > 0
+
+
+def test_a_signal_to_one_worker_stops_both_after_the_same_step(corpus, tmp_path):
+    """A worker that stopped alone would leave the other waiting in its next all-reduce
+    forever; the stop vote travels with the step, so both stop after the same one."""
+    ports = free_ports(2)
+    chief_out = tmp_path / "chief"
+    flags = ["--max-iters", "2000", "--eval-interval", "5000", "--strategy", "multiworker"]
+    workers = [
+        start(corpus, out, *flags, TF_CONFIG=tf_config(ports, i))
+        for i, out in enumerate([chief_out, tmp_path / "other"])
+    ]
+    try:
+        end = time.monotonic() + 240
+        while len(losses(chief_out) if (chief_out / "metrics.jsonl").exists() else []) < 5:
+            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            assert time.monotonic() < end, "the workers never started training"
+            time.sleep(0.05)
+        workers[1].send_signal(signal.SIGTERM)  # TensorFlow's own SIGTERM handler is undone
+        results = [w.communicate(timeout=90) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    (_, chief_err), (_, other_err) = results
+    assert workers[1].returncode == 128 + signal.SIGTERM, other_err
+    assert workers[0].returncode == 130, chief_err
+    step = json.loads((chief_out / "last" / "train_run.json").read_text())["step"]
+    assert 5 <= step < 2000
+    assert f"SIGTERM: stopped at iter {step}, the chief saved last/" in other_err
+    assert f"another worker stopped: stopped at iter {step}, saved {chief_out}/last" in chief_err
+    assert [r for r in range(1, step + 1)] == [
+        json.loads(x)["iter"]
+        for x in (chief_out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "train"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,9 @@ def test_a_resume_keeps_its_length_unless_told():
 
 def test_gpt2core_imports_no_front_end():
     code = (
-        "import sys, gpt2core.train, gpt2core.weights, gpt2core.fsutil, gpt2core.tokenizer; "
+        "import sys, gpt2core.train, gpt2core.weights, gpt2core.fsutil, gpt2core.tokenizer, "
+        "gpt2core.data, gpt2core.distribute, gpt2core.rundir, gpt2core.train_config, "
+        "gpt2core.train_events; "
         "print([m for m in ('argparse', 'rich', 'repl', 'textual', 'prompt_toolkit') "
         "if m in sys.modules])"
     )
