@@ -167,4 +167,6 @@ def test_sigkill_at_random_instants_always_loads_and_resumes(corpus, tmp_path):
              if r["kind"] == "train"]  # fmt: skip
     assert iters == sorted(set(iters)) and iters[-1] == 400
     print(f"{kills} kills: {mid_save} left a save half-done, {restarts} started afresh")
-    assert mid_save >= kills // 4
+    # How many kills land inside a save depends on the machine's timing (a busy machine
+    # saves slowly, a quiet one quickly), so it is reported, not asserted: every instant
+    # inside a save is covered deterministically by test_train_safety's crash-at-every-step.

@@ -212,3 +212,27 @@ def test_step_mode_over_piped_stdin_forces_undoes_and_saves(scratch_tiny_dir, ca
     assert len(turn["branches"]) == 1 and turn["branches"][0][0] == ids[4]
     assert "2 tokens, 2 forced, 1 branches" in out
     assert session.turns[-1].prompt == "after the step"  # the session went on
+
+
+def test_line_mode_trains_then_chats_with_the_result(tmp_path, capsys):
+    """:train over piped stdin (progress on stderr), then :model on what it wrote, then a
+    prompt: the whole loop of a first training demo, in one session."""
+    from tests.conftest import SHAKESPEARE
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    out = tmp_path / "run"
+    session = Session(model="scratch", history_path=False)  # real models: it loads the run
+    script = [
+        f":train {corpus} --preset tiny --max-iters 4 --eval-interval 2 --eval-iters 1 --out {out}",
+        ":train /no/such/corpus.txt",
+        f":model scratch:{out}",
+        ":set max_new_tokens=5 greedy=true",
+        "ROMEO:",
+    ]
+    assert run_plain(session=session, stdin=Piped("\n".join(script) + "\n")) == 0
+    captured = capsys.readouterr()
+    assert "iter 2: train loss" in captured.err and "done: 4 iters" in captured.out
+    assert "error: /no/such/corpus.txt: no such file" in captured.err
+    assert session.current.name == f"scratch:{out}"
+    assert session.turns[-1].prompt == "ROMEO:" and session.turns[-1].stats["new_tokens"] == 5
