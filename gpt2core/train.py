@@ -521,7 +521,8 @@ def train(
 
     ``should_stop`` is polled before and after every step (a front end's signal handlers,
     or the app's Esc, set it): the run saves ``last`` and returns a result with
-    ``interrupted=True``. A KeyboardInterrupt raised in the loop (or by ``on_event``) does
+    ``interrupted=True`` (on many replicas, after the next step, which carries the vote
+    to every worker). A KeyboardInterrupt raised in the loop (or by ``on_event``) does
     the same. ``last/`` is saved at every eval, so a run killed outright loses at most
     one eval interval; a loss that becomes NaN or infinite stops the run (TrainError),
     keeping the last good checkpoint. ``sample=False`` skips the samples (their decoder
