@@ -516,6 +516,7 @@ def train(
     on_event: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     sample: bool = True,
+    eval_samples: bool = True,
 ) -> TrainResult:
     """Run (or resume) training; see gpt2core.train_events for what ``on_event`` gets.
 
@@ -526,7 +527,8 @@ def train(
     the same. ``last/`` is saved at every eval, so a run killed outright loses at most
     one eval interval; a loss that becomes NaN or infinite stops the run (TrainError),
     keeping the last good checkpoint. ``sample=False`` skips the samples (their decoder
-    costs a few seconds of compiling). User errors raise TrainError (one line).
+    costs a few seconds of compiling); ``eval_samples=False`` keeps only the end's (for a
+    front end that shows no evals). User errors raise TrainError (one line).
     """
     from gpt2core import fsutil
 
@@ -641,7 +643,7 @@ def train(
                 finite(va, "validation loss", step)
                 log({"iter": step, "train_loss": tr, "val_loss": va, "kind": "eval"})
                 better = va < best_val
-                text = sampler() if sampler is not None else ""
+                text = sampler() if sampler is not None and eval_samples else ""
                 emit(TrainEval(step, tr, va, best=better, sample=text))
                 if better:
                     best_val = va
