@@ -256,25 +256,44 @@ class Trainer:
 # -- samples -----------------------------------------------------------------------------------
 
 
+SAMPLE_SHARE = 0.1  # the most of a run's time that samples may take
+
+
 class Sampler:
     """Short samples from the model as it trains: one KV-cache decoder, compiled once at
     the first sample and reused (the weights are the model's own variables; only the
-    decoder's transposed copy of the tied head is refreshed). A sample stops at
-    ``budget_s`` after its first token; if the first sample's compile alone takes longer
-    than ``compile_budget_s`` (a big model on a CPU), sampling is switched off."""
+    decoder's transposed copy of the tied head is refreshed).
+
+    Samples are for watching, never a cost to training: a sample stops at ``budget_s``
+    after its first token; an eval's sample is skipped ("") while samples have taken more
+    than SAMPLE_SHARE of the run's time so far (frequent evals, a slow model); and if the
+    first sample's compile alone takes longer than ``compile_budget_s`` (a big model on a
+    CPU), sampling is switched off."""
 
     def __init__(self, model, tokenizer, max_chars: int = 200, compile_budget_s: float = 15.0):
         self.model, self.tokenizer = model, tokenizer
         self.max_chars, self.compile_budget_s = max_chars, compile_budget_s
         self.lm = None
         self.off = False
+        self.t0 = time.perf_counter()
+        self.spent = 0.0  # seconds in samples, the first one's compile excluded
         chars = getattr(tokenizer, "chars", None) or []
         self.prompt = "\n" if tokenizer.kind == "char" and "\n" in chars else ""
         self.tokens = max_chars if tokenizer.kind == "char" else max(16, max_chars // 3)
 
-    def __call__(self, budget_s: float = 1.0) -> str:
+    def __call__(self, budget_s: float = 1.0, always: bool = False) -> str:
         if self.off:
             return ""
+        t0 = time.perf_counter()
+        if self.lm is not None and not always and self.spent > SAMPLE_SHARE * (t0 - self.t0):
+            return ""
+        first = self.lm is None
+        text = self._sample(budget_s)
+        if not first:  # the first sample's time is mostly the decoder's one-off compile
+            self.spent += time.perf_counter() - t0
+        return text
+
+    def _sample(self, budget_s: float) -> str:
         from gpt2core._tf import tf
         from gpt2core.generate import ScratchLM, TokenEvent
         from gpt2core.sampling import Settings
@@ -497,16 +516,19 @@ def train(
     on_event: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     sample: bool = True,
+    eval_samples: bool = True,
 ) -> TrainResult:
     """Run (or resume) training; see gpt2core.train_events for what ``on_event`` gets.
 
     ``should_stop`` is polled before and after every step (a front end's signal handlers,
     or the app's Esc, set it): the run saves ``last`` and returns a result with
-    ``interrupted=True``. A KeyboardInterrupt raised in the loop (or by ``on_event``) does
+    ``interrupted=True`` (on many replicas, after the next step, which carries the vote
+    to every worker). A KeyboardInterrupt raised in the loop (or by ``on_event``) does
     the same. ``last/`` is saved at every eval, so a run killed outright loses at most
     one eval interval; a loss that becomes NaN or infinite stops the run (TrainError),
     keeping the last good checkpoint. ``sample=False`` skips the samples (their decoder
-    costs a few seconds of compiling). User errors raise TrainError (one line).
+    costs a few seconds of compiling); ``eval_samples=False`` keeps only the end's (for a
+    front end that shows no evals). User errors raise TrainError (one line).
     """
     from gpt2core import fsutil
 
@@ -621,7 +643,7 @@ def train(
                 finite(va, "validation loss", step)
                 log({"iter": step, "train_loss": tr, "val_loss": va, "kind": "eval"})
                 better = va < best_val
-                text = sampler() if sampler is not None else ""
+                text = sampler() if sampler is not None and eval_samples else ""
                 emit(TrainEval(step, tr, va, best=better, sample=text))
                 if better:
                     best_val = va
@@ -682,7 +704,7 @@ def train(
         wall_s=time.perf_counter() - t0,
         tokens_per_s=pace.tokens_per_s(),
         ms_per_iter=pace.ms_per_iter(),
-        sample=sampler(budget_s=3.0) if sampler is not None else "",
+        sample=sampler(budget_s=3.0, always=True) if sampler is not None else "",
         replicas=trainer.replicas,
         strategy=cfg.strategy,
         is_chief=chief,

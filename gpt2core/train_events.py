@@ -7,11 +7,17 @@ of ``train``, except ``KeyboardInterrupt``, which stops the run and saves ``last
 Ctrl-C. Order of one run::
 
     TrainStarted
-    (TrainEval TrainSaved(best=True)? TrainSaved(best=False))   at iter 0, eval_interval, ...
-    TrainStep                                                   after every optimizer step
+    TrainEval, TrainSaved(best=True) if val improved, TrainSaved(best=False)
+                                       at iter 0, eval_interval, 2 * eval_interval, ...
+    TrainStep                          after every optimizer step (iter 1 .. max_iters)
     ...
-    TrainSaved(best=True)? TrainSaved(best=False)               at the end (or when stopped)
+    TrainSaved(best=True)?, TrainSaved(best=False)    at the end, after the whole-split
+                                                      val loss (or when stopped: last/)
     TrainDone
+
+TrainStep comes at every step (hundreds per second for a tiny model): a UI should keep
+the latest and redraw on a timer. ``TrainEval.sample`` is "" when sampling is off or would
+cost too much (see gpt2core.train.Sampler).
 
 No TensorFlow here (and no UI): a front end imports this module at no cost. On a
 multi-worker run only the chief writes, so the other workers emit no ``TrainSaved``.

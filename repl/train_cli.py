@@ -165,7 +165,13 @@ def main_from_args(args) -> int:
     progress = TrainProgress(bar=not args.no_progress, evals=not args.no_progress)
     with StopFlag() as stop:
         try:
-            result = train(cfg, resume=args.resume, on_event=progress, should_stop=stop)
+            result = train(
+                cfg,
+                resume=args.resume,
+                on_event=progress,
+                should_stop=stop,
+                eval_samples=progress.evals,  # nobody would see them
+            )
         finally:
             progress.close()
     err = sys.stderr

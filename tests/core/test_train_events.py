@@ -113,6 +113,21 @@ def test_should_stop_saves_last_and_ends_with_an_interrupted_result(corpus, tmp_
     assert resumed.iters == 50 and not resumed.interrupted  # a resumed run keeps its length
 
 
+def test_samples_never_take_more_than_their_share_of_a_run(corpus, tmp_path, monkeypatch):
+    """With evals at every other step, sampling at each would cost more than training:
+    past SAMPLE_SHARE of the run's time, an eval's sample is skipped (the end's is not)."""
+    from gpt2core import train as train_mod
+
+    monkeypatch.setattr(train_mod, "SAMPLE_SHARE", 0.0)
+    events = []
+    result = train(
+        tiny(corpus, tmp_path / "run", max_iters=8, eval_interval=2), on_event=events.append
+    )
+    samples = [e.sample for e in events if isinstance(e, TrainEval)]
+    assert len(samples) == 4 and samples[0] and samples[1]  # the compile's one is free
+    assert samples[2:] == ["", ""] and result.sample
+
+
 def test_events_are_frozen_and_ui_free():
     step = TrainStep(1, 2, 0.5, 1e-3, 10.0, 1.0, 0.1)
     with pytest.raises(dataclasses.FrozenInstanceError):
