@@ -461,25 +461,6 @@ def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-class _WriteErrors:
-    """Turns a failed write (a full disk, a read-only directory) into one TrainError line;
-    the writer has already removed its temporaries, so the previous checkpoint stands."""
-
-    def __init__(self, what: str, out: Path):
-        self.what, self.out = what, out
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, UserError) or not isinstance(exc, OSError):
-            return False
-        raise TrainError(
-            f"cannot write {self.what}: {exc.strerror or exc}; stopped, the previous "
-            f"checkpoint in {self.out} is intact"
-        ) from None
-
-
 # -- the loop ----------------------------------------------------------------------------------
 
 
