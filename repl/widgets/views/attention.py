@@ -48,5 +48,6 @@ class AttentionView(PanelView):
             t.append(f"{i:>4} {label!r:<16} {float(row[i]):6.1%} ")
             t.append(bar + "\n", style="magenta")
         t.append("\nover the context (oldest left):\n", style="dim")
-        t.append("".join(shade(float(w)) for w in row[-48:]) + "\n", style="magenta")
+        top = max(float(row.max()), 1e-9)  # shaded against the strongest: even flat rows show
+        t.append("".join(shade(float(w) / top) for w in row[-48:]) + "\n", style="magenta")
         return t
