@@ -475,9 +475,7 @@ class GPT2App(App):
         if message.error:
             self.chat.add(NoticeLine(message.error, "error"))
         widget, _ = self._step_turn
-        widget.completion = st.text()
-        widget.pieces = [(widget.completion, 0)]
-        widget._refresh_text()
+        widget.show_text(st.text())
         p = st.proposal
         event = TokenEvent(len(st.tokens), p.token_id, "", p.candidates, 0.0,
                            {"pipeline": p.pipeline} if p.pipeline else None)  # fmt: skip

@@ -87,3 +87,19 @@ def scratch_tiny_dir(tmp_path_factory, hf_tiny_dir):
     d = tmp_path_factory.mktemp("scratch_tiny") / "ckpt"
     save_checkpoint(model, d, tokenizer=load_tokenizer(hf_tiny_dir))
     return d
+
+
+@pytest.fixture(scope="module")
+def scratch_lm(scratch_tiny_dir):
+    """The tiny checkpoint run by gpt2core (one per test module)."""
+    from gpt2core.specs import load_lm
+
+    return load_lm(f"scratch:{scratch_tiny_dir}")
+
+
+@pytest.fixture(scope="module")
+def pretrained_lm(scratch_tiny_dir):
+    """The same checkpoint run by transformers' TFGPT2LMHeadModel (one per test module)."""
+    from gpt2core.specs import load_lm
+
+    return load_lm(f"pretrained:{scratch_tiny_dir}")

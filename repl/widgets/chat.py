@@ -59,6 +59,12 @@ class ChatTurn(Static):
         self.pieces.extend((e.text, surprisal_band(chosen_prob(e))) for e in events)
         self.append("".join(e.text for e in events), record=False)
 
+    def show_text(self, text: str) -> None:
+        """Replace the completion (step mode redraws the whole turn after each step)."""
+        self.completion = text
+        self.pieces = [(text, 0)]
+        self._refresh_text()
+
     def set_colour(self, on: bool) -> None:
         if on != self.colour:
             self.colour = on

@@ -10,20 +10,6 @@ from gpt2core.sampling import Settings, SettingsError
 GREEDY = Settings(greedy=True, max_new_tokens=24, stop_at_eos=False)
 
 
-@pytest.fixture(scope="module")
-def scratch_lm(scratch_tiny_dir):
-    from gpt2core.specs import load_lm
-
-    return load_lm(f"scratch:{scratch_tiny_dir}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_lm(scratch_tiny_dir):
-    from gpt2core.specs import load_lm
-
-    return load_lm(f"pretrained:{scratch_tiny_dir}")
-
-
 def _events(lm, prompt, settings, **kw):
     events = list(lm.stream(prompt, settings, **kw))
     assert isinstance(events[0], PromptEvent)

@@ -8,21 +8,6 @@ import pytest
 from gpt2core.generate import PromptEvent, TokenEvent
 from gpt2core.sampling import Settings
 
-
-@pytest.fixture(scope="module")
-def scratch_lm(scratch_tiny_dir):
-    from gpt2core.specs import load_lm
-
-    return load_lm(f"scratch:{scratch_tiny_dir}")
-
-
-@pytest.fixture(scope="module")
-def pretrained_lm(scratch_tiny_dir):
-    from gpt2core.specs import load_lm
-
-    return load_lm(f"pretrained:{scratch_tiny_dir}")
-
-
 PROMPT = "Once upon a time there was a"
 ALL = frozenset({"attention", "lens", "pipeline"})
 
