@@ -36,7 +36,11 @@ from gpt2core._tf import keras, tf
 from gpt2core.config import GPT2Config
 
 
-def _normal(std: float) -> keras.initializers.Initializer:
+def _normal(std: float | None) -> keras.initializers.Initializer:
+    """GPT-2's N(0, std); ``None`` for zeros, when a checkpoint will overwrite the weights
+    (random init would only cost time and a second copy of the model while building)."""
+    if std is None:
+        return keras.initializers.Zeros()
     return keras.initializers.RandomNormal(mean=0.0, stddev=std)
 
 
@@ -47,7 +51,7 @@ def _layer_norm(config: GPT2Config, name: str) -> keras.layers.LayerNormalizatio
 class Linear(keras.layers.Layer):
     """y = x @ kernel + bias, kernel stored [in, out] like GPT-2's Conv1D."""
 
-    def __init__(self, units: int, kernel_std: float, **kwargs):
+    def __init__(self, units: int, kernel_std: float | None, **kwargs):
         super().__init__(**kwargs)
         self.units, self.kernel_std = units, kernel_std
 
@@ -61,13 +65,20 @@ class Linear(keras.layers.Layer):
         return tf.matmul(x, self.kernel) + self.bias  # (B, T, in) @ (in, out) -> (B, T, out)
 
 
+def _stds(config: GPT2Config, init: bool) -> tuple[float | None, float | None]:
+    """(std of most weights, std of the residual output projections); None: zeros."""
+    if not init:
+        return None, None
+    return config.initializer_range, config.initializer_range / math.sqrt(2 * config.n_layer)
+
+
 class CausalSelfAttention(keras.layers.Layer):
-    def __init__(self, config: GPT2Config, **kwargs):
+    def __init__(self, config: GPT2Config, init: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.n_head = config.n_head
         self.head_size = config.head_size
-        resid_std = config.initializer_range / math.sqrt(2 * config.n_layer)
-        self.c_attn = Linear(3 * config.n_embd, config.initializer_range, name="c_attn")
+        std, resid_std = _stds(config, init)
+        self.c_attn = Linear(3 * config.n_embd, std, name="c_attn")
         self.c_proj = Linear(config.n_embd, resid_std, name="c_proj")
         self.attn_dropout = keras.layers.Dropout(config.dropout)
         self.resid_dropout = keras.layers.Dropout(config.dropout)
@@ -118,10 +129,10 @@ class CausalSelfAttention(keras.layers.Layer):
 
 
 class MLP(keras.layers.Layer):
-    def __init__(self, config: GPT2Config, **kwargs):
+    def __init__(self, config: GPT2Config, init: bool = True, **kwargs):
         super().__init__(**kwargs)
-        resid_std = config.initializer_range / math.sqrt(2 * config.n_layer)
-        self.c_fc = Linear(4 * config.n_embd, config.initializer_range, name="c_fc")
+        std, resid_std = _stds(config, init)
+        self.c_fc = Linear(4 * config.n_embd, std, name="c_fc")
         self.c_proj = Linear(config.n_embd, resid_std, name="c_proj")
         self.dropout = keras.layers.Dropout(config.dropout)
 
@@ -133,12 +144,12 @@ class MLP(keras.layers.Layer):
 
 
 class Block(keras.layers.Layer):
-    def __init__(self, config: GPT2Config, **kwargs):
+    def __init__(self, config: GPT2Config, init: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.ln_1 = _layer_norm(config, "ln_1")
-        self.attn = CausalSelfAttention(config, name="attn")
+        self.attn = CausalSelfAttention(config, init, name="attn")
         self.ln_2 = _layer_norm(config, "ln_2")
-        self.mlp = MLP(config, name="mlp")
+        self.mlp = MLP(config, init, name="mlp")
 
     def call(self, x, training=False):
         x = x + self.attn(self.ln_1(x), training=training)  # (B, T, C)
@@ -153,20 +164,24 @@ class Block(keras.layers.Layer):
 
 
 class GPT2(keras.Model):
-    """GPT-2 language model: token ids (B, T) -> next-token logits (B, T, vocab)."""
+    """GPT-2 language model: token ids (B, T) -> next-token logits (B, T, vocab).
 
-    def __init__(self, config: GPT2Config, **kwargs):
+    ``init=False`` builds zeros instead of GPT-2's random init, for weights a checkpoint
+    is about to overwrite."""
+
+    def __init__(self, config: GPT2Config, init: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        init = _normal(config.initializer_range)
+        std, _ = _stds(config, init)
+        embed_init = _normal(std)
         self.wte = keras.layers.Embedding(
-            config.vocab_size, config.n_embd, embeddings_initializer=init, name="wte"
+            config.vocab_size, config.n_embd, embeddings_initializer=embed_init, name="wte"
         )
         self.wpe = keras.layers.Embedding(
-            config.n_positions, config.n_embd, embeddings_initializer=init, name="wpe"
+            config.n_positions, config.n_embd, embeddings_initializer=embed_init, name="wpe"
         )
         self.drop = keras.layers.Dropout(config.dropout)
-        self.h = [Block(config, name=f"h.{i}") for i in range(config.n_layer)]
+        self.h = [Block(config, init, name=f"h.{i}") for i in range(config.n_layer)]
         self.ln_f = _layer_norm(config, "ln_f")
 
     def build_weights(self) -> GPT2:

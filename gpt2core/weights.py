@@ -82,12 +82,14 @@ class TensorFile(Mapping):
     """A weights file opened lazily: every tensor's HF name, shape and dtype come from the
     header at once, its data only when asked for. So a file is checked against its config
     before anything big is read or allocated, and loading holds one tensor at a time, not
-    a second copy of the model."""
+    a second copy of the model. ``rows`` reads a block of a tensor's first axis, so even
+    the largest tensor (wte, 154 MB at 124M) is never held whole outside the model."""
 
-    def __init__(self, path: Path, entries: dict[str, tuple[str, tuple[int, ...], str]], read):
+    def __init__(self, path: Path, entries: dict[str, tuple[str, tuple[int, ...], str]], read, rows):
         self.path = path
         self._entries = entries  # HF name -> (name in the file, shape, dtype)
-        self._read = read
+        self._read = read  # name in the file -> the whole array
+        self._rows = rows  # (name in the file, start, stop) -> array[start:stop]
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -97,8 +99,15 @@ class TensorFile(Mapping):
         return self._entries[name][2]
 
     def __getitem__(self, name: str) -> np.ndarray:
+        return self._guard(name, lambda: self._read(self._entries[name][0]))
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """``self[name][start:stop]``, reading only those rows."""
+        return self._guard(name, lambda: self._rows(self._entries[name][0], start, stop))
+
+    def _guard(self, name: str, read) -> np.ndarray:
         try:
-            return self._read(self._entries[name][0])
+            return read()
         except (OSError, ValueError, RuntimeError) as e:  # corrupt data past a sound header
             raise CheckpointError(f"{self.path}: cannot read {name} ({_first_line(e)})") from None
 
@@ -125,10 +134,20 @@ def _numpy_dtype_name(safetensors_dtype: str) -> str:
     return f"{kinds[kind]}{bits}" if kind in kinds and bits.isdigit() else safetensors_dtype.lower()
 
 
+_SAFETENSORS_DTYPES = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
+
+
 @contextlib.contextmanager
 def read_safetensors(path: Path) -> Iterator[TensorFile]:
     """Open ``model.safetensors`` lazily (safetensors checks at open that the header's
-    offsets cover the file exactly, so a truncated file fails here)."""
+    offsets cover the file exactly, so a truncated file fails here).
+
+    Float data is read with ``pread`` at the header's offsets rather than through
+    safetensors' memory map: a mapped file's pages count in the process's RSS until it is
+    closed, which would hold a second copy of the model for the length of the load."""
+    import json
+    import struct
+
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -138,14 +157,41 @@ def read_safetensors(path: Path) -> Iterator[TensorFile]:
             view = handle.get_slice(key)
             dtype = view.get_dtype()
             entries[_hf_name(key)] = (key, tuple(view.get_shape()), _numpy_dtype_name(dtype))
+        with open(path, "rb") as f:  # the header safe_open has just validated
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
     except (SafetensorError, ValueError) as e:
         raise CheckpointError(
             f"{path}: truncated or not a safetensors file ({_first_line(e)})"
         ) from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or _first_line(e)})") from None
-    with handle:
-        yield TensorFile(path, entries, handle.get_tensor)
+    base = 8 + n  # data offsets count from the end of the header
+
+    def rows(key: str, start: int, stop: int) -> np.ndarray:
+        info = header[key]
+        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:  # not a float this tool reads: validate_tensors refuses it
+            return handle.get_tensor(key)[start:stop]
+        shape = tuple(info["shape"])
+        row = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize  # bytes
+        first = base + info["data_offsets"][0] + start * row
+        out = np.empty((stop - start, *shape[1:]), dtype)
+        got = os.preadv(fd, [memoryview(out).cast("B")], first) if out.nbytes else 0
+        if got != out.nbytes:
+            raise OSError(f"short read: {got} of {out.nbytes} bytes")
+        return out
+
+    def read(key: str) -> np.ndarray:
+        shape = tuple(header[key]["shape"])
+        return rows(key, 0, shape[0]) if shape else handle.get_tensor(key)
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with handle:
+            yield TensorFile(path, entries, read, rows)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -169,7 +215,9 @@ def read_tf_h5(path: Path) -> Iterator[TensorFile]:
             f.visititems(visit)
         except (OSError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{path}: corrupt HDF5 file ({_first_line(e)})") from None
-        yield TensorFile(path, entries, lambda name: np.asarray(f[name]))
+        yield TensorFile(
+            path, entries, lambda name: np.asarray(f[name]), lambda name, a, b: f[name][a:b]
+        )
     finally:
         f.close()
 
@@ -261,9 +309,16 @@ def check_finite(name: str, value, source: str | os.PathLike) -> None:
         )
 
 
+_BLOCK_BYTES = 8 << 20  # a big tensor is read and assigned this much at a time
+
+
 def assign_tensors(model, tensors: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
     """Copy HF-named tensors into ``model``: all checked (names, shapes) before the model's
-    weights are built, then read one at a time, cast to float32 and refused if not finite."""
+    weights are built, then read one at a time, cast to float32 and refused if not finite.
+
+    From a file, a big tensor goes in blocks of rows written into the variable in place:
+    assigning a whole 154 MB wte held it three times over at once (the array read, its
+    float32 tensor, the variable's new buffer), which set the load's peak memory."""
     if not isinstance(tensors, TensorFile):
         tensors = {_hf_name(n): v for n, v in tensors.items()}
     shapes = (
@@ -278,7 +333,16 @@ def assign_tensors(model, tensors: Mapping[str, np.ndarray], source: str | os.Pa
     )
     validate_tensors(shapes, expected_shapes(model.config), source, dtypes)
     for name, var in hf_variables(model).items():
-        value = np.asarray(tensors[name]).reshape(tuple(var.shape)).astype(np.float32, copy=False)
+        shape = tuple(var.shape)
+        block = max(1, _BLOCK_BYTES // (4 * int(np.prod(shape[1:], dtype=np.int64))))
+        if isinstance(tensors, TensorFile) and shapes[name] == shape and shape[0] > block:
+            for start in range(0, shape[0], block):
+                stop = min(start + block, shape[0])
+                value = tensors.rows(name, start, stop).astype(np.float32, copy=False)
+                check_finite(name, value, source)
+                var.value[start:stop].assign(value)  # (rows, ...) written in place
+            continue
+        value = np.asarray(tensors[name]).reshape(shape).astype(np.float32, copy=False)
         check_finite(name, value, source)  # after the cast: a float64 1e300 is inf here
         var.assign(value)
 
@@ -397,7 +461,7 @@ def load_model(spec: str | os.PathLike):
         )
     from gpt2core.model import GPT2  # TensorFlow: only once the checkpoint passed its checks
 
-    model = GPT2(config)
+    model = GPT2(config, init=False)  # zeros: the checkpoint overwrites every weight
     with open_weights(path) as tensors:
         assign_tensors(model, tensors, path)
     return model, directory
