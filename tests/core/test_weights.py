@@ -92,3 +92,65 @@ def test_hub_id_loads_from_the_huggingface_cache(tmp_path, monkeypatch, scratch_
     assert directory == repo / "snapshots" / commit
     model, _ = load_model("someone/tiny-gpt2")
     assert model.config.n_layer == 2
+
+
+# -- loading in blocks of rows (how a 124M wte loads without a second copy) -------------
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Make every multi-row tensor of the tiny model go through the block path."""
+    import gpt2core.weights as w
+
+    monkeypatch.setattr(w, "_BLOCK_BYTES", 3 * 32 * 4)  # 3 rows of a 32-wide tensor
+
+
+def _arrays(model):
+    from gpt2core.weights import model_tensors
+
+    return model_tensors(model)
+
+
+@pytest.mark.parametrize("fixture", ["scratch_tiny_dir", "hf_tiny_dir"])
+def test_block_loading_equals_whole_tensors(request, fixture, monkeypatch):
+    import gpt2core.weights as w
+
+    d = request.getfixturevalue(fixture)
+    whole, _ = load_model(d)  # default block: the tiny tensors are read whole
+    monkeypatch.setattr(w, "_BLOCK_BYTES", 3 * 32 * 4)
+    calls = []
+    rows = w.TensorFile.rows
+    monkeypatch.setattr(w.TensorFile, "rows", lambda self, *a: calls.append(a) or rows(self, *a))
+    blocks, _ = load_model(d)
+    assert len(calls) > 20  # wte alone (50257 rows) is thousands of blocks
+    a, b = _arrays(whole), _arrays(blocks)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # the model is really loaded: not the zeros it was built with
+    assert np.abs(b["wte.weight"]).max() > 0 and np.abs(b["h.1.mlp.c_fc.weight"]).max() > 0
+
+
+def test_nan_in_a_late_block_is_refused(tmp_path, scratch_tiny_dir, small_blocks):
+    from safetensors.numpy import load_file, save_file
+
+    d = _copy(scratch_tiny_dir, tmp_path / "ck")
+    tensors = load_file(d / "model.safetensors")
+    wte = tensors["wte.weight"].copy()
+    wte[-2, 5] = np.nan  # in the last block, after thousands of good ones
+    tensors["wte.weight"] = wte
+    save_file(tensors, d / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"wte\.weight holds NaN"):
+        load_model(d)
+
+
+def test_float16_file_loads_in_blocks(tmp_path, scratch_tiny_dir, small_blocks):
+    from safetensors.numpy import load_file, save_file
+
+    d = _copy(scratch_tiny_dir, tmp_path / "ck")
+    tensors = {k: v.astype(np.float16) for k, v in load_file(d / "model.safetensors").items()}
+    save_file(tensors, d / "model.safetensors")
+    model, _ = load_model(d)
+    got = _arrays(model)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(got[name], value.astype(np.float32), err_msg=name)
