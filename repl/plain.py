@@ -28,6 +28,7 @@ from repl.session import (
     Reply,
     Session,
     StepStart,
+    SwitchBranch,
     TrainStart,
     TrainStop,
     chosen_prob,
@@ -102,6 +103,8 @@ class PlainREPL:
             self.compare(action.prompt)
         elif isinstance(action, StepStart):
             self.step_mode(action)
+        elif isinstance(action, SwitchBranch):  # only made while a step turn is open
+            self.say("no step-mode turn is open", error=True)
         elif isinstance(action, TrainStart):
             self.train(action.request)
         elif isinstance(action, TrainStop):
@@ -186,7 +189,8 @@ class PlainREPL:
     def step_mode(self, action: StepStart) -> None:
         """Step mode over the same input: each step shows the numbered candidates and
         reads one line (empty: accept, a number k: force candidate k, '-': undo, '.': finish;
-        ':branches' and ':branch N' too). End of input finishes the turn."""
+        ':branches' and ':branch N' too, and commands that only reply, like ':settings').
+        End of input finishes the turn."""
         from gpt2core.stepping import StepError
 
         try:
@@ -208,11 +212,16 @@ class PlainREPL:
                     st.undo()
                 elif cmd.isdigit():
                     st.force(int(cmd))
-                elif cmd == ":branches":
-                    self._show_branches(st)
-                    continue
-                elif cmd.startswith(":branch "):
-                    st.switch(int(cmd.split()[1]) if cmd.split()[1].isdigit() else 0)
+                elif cmd.startswith(":"):
+                    said = self.session.handle(cmd)
+                    if isinstance(said, SwitchBranch):
+                        self.session.switch_branch(said.n)
+                    elif isinstance(said, Reply):
+                        self.say(said.text, error=said.level == "error")
+                        continue
+                    else:
+                        self.say(f"in step mode first end the turn ('.'), then {cmd}", error=True)
+                        continue
                 else:
                     self.say(f"in step mode: {self.STEP_KEYS}", error=True)
                     continue
@@ -234,13 +243,6 @@ class PlainREPL:
         for k, c in enumerate(st.proposal.candidates, 1):
             mark = "  <- the model's pick" if c.token_id == st.proposal.token_id else ""
             self.say(f"  {k}  {printable(repr(piece(tok, c.token_id))):<16} {c.prob:6.1%}{mark}")
-
-    def _show_branches(self, st) -> None:
-        if not st.branches:
-            self.say("no branches yet: step back (-) and choose differently to make one")
-        tok = st.lm.tokenizer
-        for n, b in enumerate(st.branches, 1):
-            self.say(f"  branch {n}: {printable(tok.decode([r.token_id for r in b.tokens]))}")
 
     def _shown(self, event: TokenEvent) -> str:
         """A token's text, made safe; coloured by surprisal when asked and stdout is a
