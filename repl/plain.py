@@ -291,6 +291,45 @@ class PlainREPL:
         return 0
 
 
+def run_replay(path: str, session: Session | None = None, out: TextIO | None = None,
+               err: TextIO | None = None) -> int:  # fmt: skip
+    """`gpt2 chat --plain --replay FILE`: rerun every turn of a saved session, print it and
+    say whether it reproduced the saved output_ids. 0: all did; 1: one or more did not
+    (one line each); 2: the file is missing or not a saved session (one line)."""
+    from repl.replay import ReplayFileError, read_session, replay_turn
+
+    out, err = out or sys.stdout, err or sys.stderr
+    repl = PlainREPL(session or Session(model="scratch", history_path=False), out, err)
+    try:
+        turns = read_session(path)
+    except ReplayFileError as e:
+        repl.say(str(e), error=True)
+        return 2
+    repl.say(f"replaying {len(turns)} turns from {path}")
+    matched = 0
+    for saved in turns:
+        s = saved.settings
+        how = (
+            "greedy"
+            if s.is_greedy
+            else (f"seed={s.seed} temperature={s.temperature} top_k={s.top_k} top_p={s.top_p}")
+        )
+        repl.say(f"--- turn {saved.n}/{len(turns)}: {saved.kind} on {saved.model}, {how}")
+        repl.say(f"prompt: {saved.prompt}")
+        result = replay_turn(repl.session, saved)
+        if result.output_ids:
+            repl.say(f"[{saved.model}] {result.text}")
+            repl.say(f"output:    {tensor_text(result.output_ids)}")
+        if result.matched:
+            matched += 1
+            repl.say(f"turn {saved.n}: reproduced ({len(result.output_ids)} output_ids)")
+        else:
+            err.write(f"mismatch: turn {saved.n}: {printable(result.problem or '')}\n")
+            err.flush()
+    repl.say(f"replay: {matched} of {len(turns)} turns reproduced their output_ids")
+    return 0 if matched == len(turns) else 1
+
+
 def _completer():
     from prompt_toolkit.completion import Completer, Completion
 
