@@ -83,6 +83,8 @@ def read_session(path: str | Path) -> list[SavedTurn]:
         raise ReplayFileError(
             f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
+    except (ValueError, RecursionError) as e:  # a number too long, nesting too deep
+        raise ReplayFileError(f"{path}: not a JSON session ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("turns"), list):
         raise ReplayFileError(f'{path}: not a session saved by :save (no "turns" list)')
     return [_turn(path, n, t) for n, t in enumerate(data["turns"], 1)]
