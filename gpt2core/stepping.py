@@ -71,6 +71,9 @@ class Stepper:
         self.tokens: list[StepRecord] = []
         self.branches: list[Branch] = []  # continuations left by stepping back
         self._undone: list[StepRecord] = []  # tokens stepped back over, newest first
+        # what the person did, in order, for a replay: ["accept"], ["force", k, token_id],
+        # ["undo"], ["switch", n]
+        self.ops: list[list] = []
         self._stack = [self._position(np.asarray(logits))]
 
     # -- what the front end reads ---------------------------------------------------------
@@ -88,7 +91,9 @@ class Stepper:
     # -- what a person does -------------------------------------------------------------------
     def accept(self) -> StepRecord:
         """Take the model's own pick."""
-        return self._take(self.proposal.token_id, forced=False)
+        record = self._take(self.proposal.token_id, forced=False)
+        self.ops.append(["accept"])
+        return record
 
     def force(self, k: int) -> StepRecord:
         """Take candidate ``k`` (1 = the most likely) instead."""
@@ -96,12 +101,27 @@ class Stepper:
         if not 1 <= k <= len(cands):
             raise StepError(f"choose a candidate from 1 to {len(cands)}, not {k}")
         token = cands[k - 1].token_id
-        return self._take(token, forced=token != self.proposal.token_id)
+        record = self._take(token, forced=token != self.proposal.token_id)
+        self.ops.append(["force", k, token])
+        return record
+
+    def force_token(self, token_id: int) -> StepRecord:
+        """Force the candidate that is ``token_id`` (a replay forces the saved token, not
+        the saved rank); a token outside the shown candidates is a StepError."""
+        cands = [c.token_id for c in self.proposal.candidates]
+        if token_id not in cands:
+            raise StepError(f"token {token_id} is not among this step's candidates {cands}")
+        return self.force(cands.index(token_id) + 1)
 
     def undo(self) -> StepRecord:
         """Step back one token: the KV cache and the sampler rewind with it."""
         if not self.tokens:
             raise StepError("nothing to undo: no token was generated yet")
+        record = self._undo()
+        self.ops.append(["undo"])
+        return record
+
+    def _undo(self) -> StepRecord:
         record = self.tokens.pop()
         self._stack.pop()
         self._undone.append(record)
@@ -123,11 +143,12 @@ class Stepper:
             common += 1
         current = list(self.tokens)
         while len(self.tokens) > common:
-            self.undo()
+            self._undo()
         self._undone = []
         for record in target[common:]:
             self._take(record.token_id, record.forced, branch=False)
         self.branches.append(Branch(current))
+        self.ops.append(["switch", n])
 
     def finish(self, stop: str = "finished") -> GenerationSummary:
         n = len(self.tokens)

@@ -51,6 +51,7 @@ from repl.session import (
     Reply,
     Session,
     StepStart,
+    SwitchBranch,
     TrainStart,
     TrainStop,
     stats_line,
@@ -180,6 +181,10 @@ class GPT2App(App):
     def panel(self) -> SidePanel:
         return self.query_one(SidePanel)
 
+    @property
+    def prompt_input(self) -> PromptInput:
+        return self.query_one(PromptInput)
+
     def refresh_status(self) -> None:
         lm = self.session.current
         loading = self.loading
@@ -207,6 +212,11 @@ class GPT2App(App):
         event.input.reset_history()
         self.dispatch(self.session.handle(event.value))
 
+    @on(PromptInput.Changed)
+    def prompt_changed(self) -> None:
+        if self.stepper is not None:  # the step keys show in the footer only when they step
+            self.refresh_bindings()
+
     def dispatch(self, action) -> None:
         if action is None:
             return
@@ -220,6 +230,11 @@ class GPT2App(App):
             self.action_clear()
         elif isinstance(action, LoadModel):
             self.request_model(action.spec)
+        elif isinstance(action, SwitchBranch):
+            if self.stepper is None:
+                self.chat.add(NoticeLine("no step-mode turn is open", "error"))
+            else:
+                self.step_op("switch", action.n)
         elif isinstance(action, TrainStart):
             self.start_training(action.request)
         elif isinstance(action, TrainStop):
@@ -299,7 +314,8 @@ class GPT2App(App):
             self.chat.add(
                 NoticeLine(
                     "step mode: Enter takes the model's pick, 1-9 force a candidate, "
-                    "Backspace steps back, Esc ends the turn"
+                    "Backspace steps back, Esc ends the turn; :branches lists the branches, "
+                    ":branch N switches (once ':' is typed the keys edit the command)"
                 )  # fmt: skip
             )
             self.step_begin(action, lm)
@@ -455,6 +471,8 @@ class GPT2App(App):
                     st.accept()
                 elif op == "force":
                     st.force(arg)
+                elif op == "switch":
+                    self.session.switch_branch(arg)  # as line mode's :branch N
                 else:
                     st.undo()
                 self.post_message(StepUpdate(st))
@@ -732,8 +750,8 @@ class GPT2App(App):
         """The layer/head keys show in the footer only while the Attention view is shown."""
         if action in ("layer", "head"):
             return self.is_mounted and isinstance(self.panel.view, AttentionView)
-        if action.startswith("step_"):
-            return self.stepper is not None
+        if action.startswith("step_"):  # not while a command is typed: the keys edit it
+            return self.stepper is not None and not self.prompt_input.holds_text
         return True
 
     def action_clear(self) -> None:

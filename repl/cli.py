@@ -165,6 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    if args.replay is not None:  # line mode: the models are the file's
+        from repl.plain import run_replay
+
+        return run_replay(args.replay)
     if args.plain:
         from repl.plain import run_plain
 
@@ -204,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scratch | scratch:DIR_OR_HUB_ID | pretrained | pretrained:NAME_OR_DIR",
     )
     chat.add_argument("--plain", action="store_true", help="line mode (prompt_toolkit), no TUI")
+    chat.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="rerun a session saved by :save (JSON), line mode: exit 0 if every turn "
+        "reproduces its output_ids, 1 if any differs, 2 for a bad file",
+    )
     chat.set_defaults(func=cmd_chat)
 
     gen = sub.add_parser("generate", help="generate once and show the tensors")

@@ -68,7 +68,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "step mode: take the model's pick or force another candidate, one token at a time "
         "(continues the last turn if no PROMPT)",
     ),
-    CommandSpec("branches", "", "the branches of the last step-mode turn, with their text"),
+    CommandSpec("branches", "", "the branches of the open (or last) step-mode turn"),
     CommandSpec("branch", "N", "in step mode: switch to branch N"),
     CommandSpec(
         "train",
@@ -77,7 +77,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("shakespeare", "stop", "--preset", "--max-iters", "--out", "--tokenizer", "--resume"),
     ),
     CommandSpec("clear", "", "clear the chat (the transcript for :save is kept)"),
-    CommandSpec("save", "FILE", "save the session as JSON (or Markdown for a .md FILE)"),
+    CommandSpec(
+        "save",
+        "FILE",
+        "save the session as JSON (gpt2 chat --plain --replay FILE reruns it), or Markdown "
+        "for a .md FILE",
+    ),
     CommandSpec("help", "", "list the commands"),
     CommandSpec("quit", "", "leave"),
 )

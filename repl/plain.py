@@ -28,6 +28,7 @@ from repl.session import (
     Reply,
     Session,
     StepStart,
+    SwitchBranch,
     TrainStart,
     TrainStop,
     chosen_prob,
@@ -102,6 +103,8 @@ class PlainREPL:
             self.compare(action.prompt)
         elif isinstance(action, StepStart):
             self.step_mode(action)
+        elif isinstance(action, SwitchBranch):  # only made while a step turn is open
+            self.say("no step-mode turn is open", error=True)
         elif isinstance(action, TrainStart):
             self.train(action.request)
         elif isinstance(action, TrainStop):
@@ -186,7 +189,8 @@ class PlainREPL:
     def step_mode(self, action: StepStart) -> None:
         """Step mode over the same input: each step shows the numbered candidates and
         reads one line (empty: accept, a number k: force candidate k, '-': undo, '.': finish;
-        ':branches' and ':branch N' too). End of input finishes the turn."""
+        ':branches' and ':branch N' too, and commands that only reply, like ':settings').
+        End of input finishes the turn."""
         from gpt2core.stepping import StepError
 
         try:
@@ -208,11 +212,16 @@ class PlainREPL:
                     st.undo()
                 elif cmd.isdigit():
                     st.force(int(cmd))
-                elif cmd == ":branches":
-                    self._show_branches(st)
-                    continue
-                elif cmd.startswith(":branch "):
-                    st.switch(int(cmd.split()[1]) if cmd.split()[1].isdigit() else 0)
+                elif cmd.startswith(":"):
+                    said = self.session.handle(cmd)
+                    if isinstance(said, SwitchBranch):
+                        self.session.switch_branch(said.n)
+                    elif isinstance(said, Reply):
+                        self.say(said.text, error=said.level == "error")
+                        continue
+                    else:
+                        self.say(f"in step mode first end the turn ('.'), then {cmd}", error=True)
+                        continue
                 else:
                     self.say(f"in step mode: {self.STEP_KEYS}", error=True)
                     continue
@@ -234,13 +243,6 @@ class PlainREPL:
         for k, c in enumerate(st.proposal.candidates, 1):
             mark = "  <- the model's pick" if c.token_id == st.proposal.token_id else ""
             self.say(f"  {k}  {printable(repr(piece(tok, c.token_id))):<16} {c.prob:6.1%}{mark}")
-
-    def _show_branches(self, st) -> None:
-        if not st.branches:
-            self.say("no branches yet: step back (-) and choose differently to make one")
-        tok = st.lm.tokenizer
-        for n, b in enumerate(st.branches, 1):
-            self.say(f"  branch {n}: {printable(tok.decode([r.token_id for r in b.tokens]))}")
 
     def _shown(self, event: TokenEvent) -> str:
         """A token's text, made safe; coloured by surprisal when asked and stdout is a
@@ -287,6 +289,45 @@ class PlainREPL:
         if buffer:
             self.run_line("\n".join(buffer))
         return 0
+
+
+def run_replay(path: str, session: Session | None = None, out: TextIO | None = None,
+               err: TextIO | None = None) -> int:  # fmt: skip
+    """`gpt2 chat --plain --replay FILE`: rerun every turn of a saved session, print it and
+    say whether it reproduced the saved output_ids. 0: all did; 1: one or more did not
+    (one line each); 2: the file is missing or not a saved session (one line)."""
+    from repl.replay import ReplayFileError, read_session, replay_turn
+
+    out, err = out or sys.stdout, err or sys.stderr
+    repl = PlainREPL(session or Session(model="scratch", history_path=False), out, err)
+    try:
+        turns = read_session(path)
+    except ReplayFileError as e:
+        repl.say(str(e), error=True)
+        return 2
+    repl.say(f"replaying {len(turns)} turns from {path}")
+    matched = 0
+    for saved in turns:
+        s = saved.settings
+        how = (
+            "greedy"
+            if s.is_greedy
+            else (f"seed={s.seed} temperature={s.temperature} top_k={s.top_k} top_p={s.top_p}")
+        )
+        repl.say(f"--- turn {saved.n}/{len(turns)}: {saved.kind} on {saved.model}, {how}")
+        repl.say(f"prompt: {saved.prompt}")
+        result = replay_turn(repl.session, saved)
+        if result.output_ids:
+            repl.say(f"[{saved.model}] {result.text}")
+            repl.say(f"output:    {tensor_text(result.output_ids)}")
+        if result.matched:
+            matched += 1
+            repl.say(f"turn {saved.n}: reproduced ({len(result.output_ids)} output_ids)")
+        else:
+            err.write(f"mismatch: turn {saved.n}: {printable(result.problem or '')}\n")
+            err.flush()
+    repl.say(f"replay: {matched} of {len(turns)} turns reproduced their output_ids")
+    return 0 if matched == len(turns) else 1
 
 
 def _completer():

@@ -66,6 +66,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, OSError)
 
 
+SAVE_FORMAT, SAVE_VERSION = "gpt2-session", 1  # what :save writes as JSON
+
 # How the front ends show things (not how the model samples): `:set color=surprisal`.
 # Each key lists its values, the default first.
 DISPLAY: dict[str, tuple[str, ...]] = {"color": ("none", "surprisal")}
@@ -145,6 +147,14 @@ class StepStart:
 
 
 @dataclass(frozen=True)
+class SwitchBranch:
+    """`:branch N` while a step-mode turn is open: the front end runs
+    ``Session.switch_branch`` where it runs the turn's other steps."""
+
+    n: int
+
+
+@dataclass(frozen=True)
 class Clear:
     pass
 
@@ -155,8 +165,8 @@ class Quit:
 
 
 Action = (
-    Reply | Generate | LoadModel | Compare | Inspect | StepStart | TrainStart | TrainStop
-    | Clear | Quit
+    Reply | Generate | LoadModel | Compare | Inspect | StepStart | SwitchBranch | TrainStart
+    | TrainStop | Clear | Quit
 )  # fmt: skip
 
 
@@ -173,6 +183,10 @@ class Turn:
     # per generated token: id, whether a person forced it, its probability and rank
     tokens: list[dict] = field(default_factory=list)
     branches: list[list[int]] = field(default_factory=list)  # step mode's other paths
+    kind: str = "generate"  # generate | step
+    # step mode: what the person did, in order (gpt2core.stepping.Stepper.ops), so a
+    # replay takes the same steps: ["accept"], ["force", k, token_id], ["undo"], ["switch", n]
+    ops: list[list] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -233,6 +247,7 @@ class Session:
         self._lock = threading.Lock()
         self.wanted_model: str | None = None  # set by a front end that loads in the background
         self.display = {key: values[0] for key, values in DISPLAY.items()}
+        self.stepper = None  # the open step-mode turn (gpt2core.stepping.Stepper), if any
 
     # -- parsing ------------------------------------------------------------------------
     def handle(self, line: str) -> Action | None:
@@ -305,15 +320,30 @@ class Session:
         lm = lm or self.current
         if lm is None:
             raise UserError("no model is loaded yet")
-        return Stepper(lm, action.prompt, action.settings, pipeline=True)
+        self.stepper = Stepper(lm, action.prompt, action.settings, pipeline=True)
+        return self.stepper
+
+    def switch_branch(self, n: int) -> None:
+        """Make branch ``n`` of the open step-mode turn the current path (StepError if
+        there is no such branch)."""
+        from gpt2core.stepping import StepError
+
+        if self.stepper is None:
+            raise StepError("no step-mode turn is open: :branch N works inside step mode")
+        self.stepper.switch(n)
 
     def finish_step(self, stepper, prompt: str) -> GenerationSummary:
-        """End a step-mode turn and record it, forced tokens and branches included."""
+        """End a step-mode turn and record it: forced tokens, branches and the steps taken
+        (enough for a replay to take them again)."""
         summary = stepper.finish()
+        if self.stepper is stepper:
+            self.stepper = None
         self._record(stepper.lm, prompt, stepper.settings, summary)
         turn = self.turns[-1]
+        turn.kind = "step"
         turn.tokens = [asdict(r) for r in stepper.tokens]
         turn.branches = [[r.token_id for r in b.tokens] for b in stepper.branches]
+        turn.ops = [list(op) for op in stepper.ops]
         return summary
 
     def cmd_train(self, arg: str) -> Action:
@@ -331,6 +361,16 @@ class Session:
             return Reply(str(e), "error")
 
     def cmd_branches(self, arg: str) -> Action:
+        st = self.stepper
+        if st is not None:  # the open step-mode turn
+            tok = st.lm.tokenizer
+            if not st.branches:
+                return Reply("no branches yet: step back and choose another token to make one")
+            lines = [f"now: {st.text()}"]
+            lines += [f"  {n}: {tok.decode([r.token_id for r in b.tokens])}"
+                      for n, b in enumerate(st.branches, 1)]  # fmt: skip
+            lines.append(":branch N switches")
+            return Reply("\n".join(lines))
         turn = next((t for t in reversed(self.turns) if t.branches), None)
         if turn is None:
             return Reply("no branches: in step mode, step back and choose another token")
@@ -343,7 +383,13 @@ class Session:
         return Reply("\n".join(lines))
 
     def cmd_branch(self, arg: str) -> Action:
-        return Reply("switch branches inside step mode (:step), where the turn is open", "error")
+        if not arg.isdigit():
+            return Reply(f"usage: {BY_NAME['branch'].full_usage} (N as :branches lists them)",
+                         "error")  # fmt: skip
+        if self.stepper is None:
+            return Reply("switch branches inside step mode (:step), where the turn is open",
+                         "error")  # fmt: skip
+        return SwitchBranch(int(arg))
 
     def cmd_inspect(self, arg: str) -> Action:
         if arg:
@@ -531,9 +577,7 @@ class Session:
             if path.suffix.lower() == ".md":
                 text = self.markdown()
             else:
-                text = json.dumps(
-                    {"turns": [asdict(t) for t in self.turns]}, indent=2, ensure_ascii=False
-                )
+                text = json.dumps(self.transcript(), indent=2, ensure_ascii=False)
             if path.is_dir():
                 return Reply(f"{filename}: is a directory; give a file name", "error")
             from gpt2core.fsutil import atomic_write_text
@@ -544,6 +588,20 @@ class Session:
         except OSError as e:
             return Reply(f"{filename}: cannot write ({e.strerror or e})", "error")
         return Reply(f"saved {len(self.turns)} turns to {path}")
+
+    def transcript(self) -> dict:
+        """The session as :save writes it: every turn with its model spec, settings (the
+        seed among them), ids, each generated token's probability, rank and whether it
+        was forced, and for step-mode turns the branches and the steps taken. ``gpt2 chat
+        --plain --replay FILE`` reruns it (repl.replay)."""
+        from gpt2core import __version__
+
+        return {
+            "format": SAVE_FORMAT,
+            "version": SAVE_VERSION,
+            "gpt2": __version__,
+            "turns": [asdict(t) for t in self.turns],
+        }
 
     def markdown(self) -> str:
         out = ["# gpt2 session", ""]

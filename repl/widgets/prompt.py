@@ -59,6 +59,12 @@ class PromptInput(TextArea):
         self.move_cursor(self.document.end)
 
     @property
+    def holds_text(self) -> bool:
+        """Something is typed (or still arriving in a burst): in step mode the keys then
+        edit it (a `:branch 2` being typed), rather than step."""
+        return bool(self.text or self._burst)
+
+    @property
     def cursor_position(self) -> int:
         return len(self.text)
 
@@ -68,8 +74,10 @@ class PromptInput(TextArea):
 
     # -- keys -----------------------------------------------------------------------------
     def check_consume_key(self, key: str, character: str | None) -> bool:
-        """In step mode the digits choose a candidate (the app's bindings), not text."""
-        if getattr(self.app, "stepper", None) is not None and character and character.isdigit():
+        """In step mode the digits choose a candidate (the app's bindings), not text, unless
+        a command is being typed."""
+        stepping = getattr(self.app, "stepper", None) is not None and not self.holds_text
+        if stepping and character and character.isdigit():
             return False
         return super().check_consume_key(key, character)
 

@@ -192,6 +192,35 @@ def test_line_mode_survives_bad_checkpoints_and_bad_bytes(scratch_tiny_dir, tmp_
     assert "bad \ufffd\ufffd bytes" in history
 
 
+def test_issue_11_step_script_over_piped_stdin(scratch_tiny_dir, capsys, tmp_path, monkeypatch):
+    """Issue 11's test, as written: `:set greedy=true`, `:step Once upon a time`, `2`, ``,
+    `-`, `3`, `.`, `:save x.json` -> 6 output ids (4 prompt + 2 new); the 5th is the 2nd
+    candidate of the first step, the 6th the 3rd candidate of the second step, both forced.
+    The candidates are worked out apart, on the model, by a Stepper of their own."""
+    from gpt2core.sampling import Settings
+    from gpt2core.stepping import Stepper
+    from repl.plain import run_plain
+
+    monkeypatch.chdir(tmp_path)
+    session = Session(model=f"scratch:{scratch_tiny_dir}", history_path=False)
+    script = [":set greedy=true", ":step Once upon a time", "2", "", "-", "3", ".",
+              ":save x.json"]  # fmt: skip
+    assert run_plain(session=session, stdin=Piped("\n".join(script) + "\n")) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    turn = json.loads((tmp_path / "x.json").read_text())["turns"][0]
+    ids = turn["output_ids"]
+    assert len(ids) == 6 and ids[:4] == [7454, 2402, 257, 640] == turn["input_ids"]
+
+    check = Stepper(session.current, "Once upon a time", Settings(greedy=True))
+    first = check.proposal.candidates[1].token_id  # the 2nd candidate of the first step
+    check.force(2)
+    second = check.proposal.candidates[2].token_id  # the 3rd candidate of the second step
+    assert ids[4] == first and ids[5] == second
+    assert [t["token_id"] for t in turn["tokens"]] == [first, second]
+    assert [t["forced"] for t in turn["tokens"]] == [True, True]
+
+
 def test_step_mode_over_piped_stdin_forces_undoes_and_saves(scratch_tiny_dir, capsys, tmp_path):
     """The scripted demo of issue 11: force the 2nd candidate, accept, step back, force
     the 3rd, finish, save."""

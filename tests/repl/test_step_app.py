@@ -3,7 +3,7 @@
 from repl.app import make_app
 from repl.widgets import ChatTurn, SidePanel
 from repl.widgets.views import NextTokenView
-from tests.repl.test_app import SIZE, settle, submit, text_of
+from tests.repl.test_app import SIZE, notices, settle, submit, text_of
 
 
 async def _until(pilot, cond, n=300):
@@ -47,3 +47,60 @@ async def test_step_keys_force_accept_undo_and_finish(scratch_tiny_dir):
         await submit(pilot, "and then")
         await settle(app, pilot)
         assert app.session.turns[-1].prompt == "and then"
+
+
+async def test_branches_and_branch_n_switch_inside_step_mode(scratch_tiny_dir):
+    """Two branches made by stepping back and forcing other candidates; `:branches` lists
+    them and `:branch N` switches (typed while the turn is open: once ':' is typed, Enter,
+    the digits and Backspace edit the command instead of stepping); the turn's text and
+    output_ids follow the branch, and the left path becomes a branch."""
+    app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set greedy=true")
+        await submit(pilot, ":step Once upon a time")
+        await _until(pilot, lambda: app.stepper is not None)
+        st = app.stepper
+        tok = st.lm.tokenizer
+        c2 = st.proposal.candidates[1].token_id
+        await pilot.press("2")
+        await _until(pilot, lambda: len(st.tokens) == 1)
+        await app.workers.wait_for_complete()  # the step's proposal is drawn too
+        pick = st.proposal.token_id
+        c3, c4 = (st.proposal.candidates[k].token_id for k in (2, 3))
+        for key, n in (("enter", 2), ("backspace", 1), ("3", 2), ("backspace", 1), ("4", 2)):
+            await pilot.press(key)
+            await _until(pilot, lambda n=n: len(st.tokens) == n)
+            await app.workers.wait_for_complete()
+        new = lambda: [r.token_id for r in st.tokens]  # noqa: E731
+        assert new() == [c2, c4]
+        branches = lambda: [[r.token_id for r in b.tokens] for b in st.branches]  # noqa: E731
+        assert branches() == [[c2, pick], [c2, c3]]
+
+        await submit(pilot, ":branches")
+        await pilot.pause(0.1)
+        listing = notices(app)[-1]
+        assert f"1: {tok.decode([c2, pick])}" in listing
+        assert f"2: {tok.decode([c2, c3])}" in listing
+        assert new() == [c2, c4]  # typing the command took no step
+
+        await submit(pilot, ":branch 1")
+        await _until(pilot, lambda: new() == [c2, pick])
+        await pilot.pause(0.1)
+        widget = list(app.query(ChatTurn))[-1]
+        assert widget.completion == tok.decode([c2, pick])
+        assert app.query_one(SidePanel).output_ids == st.output_ids
+        assert st.output_ids[4:] == [c2, pick]
+        assert branches() == [[c2, c3], [c2, c4]]  # the path left is kept as a branch
+
+        await submit(pilot, ":branch 7")
+        await pilot.pause(0.2)
+        assert "no branch 7: there are 2" in notices(app)[-1] and new() == [c2, pick]
+
+        await pilot.press("escape")
+        await settle(app, pilot)
+        turn = app.session.turns[-1]
+        assert turn.output_ids[4:] == [c2, pick] and turn.text == tok.decode([c2, pick])
+        assert turn.branches == [[c2, c3], [c2, c4]]
+        assert [op[0] for op in turn.ops][-1] == "switch"
+        assert [t["forced"] for t in turn.tokens] == [True, False]
