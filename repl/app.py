@@ -76,6 +76,19 @@ class NoWaitExecutor(ThreadPoolExecutor):
         super().shutdown(wait=False, cancel_futures=True)
 
 
+def step_pieces(st) -> list[tuple[str, float]]:
+    """A step-mode turn's tokens as (text, the model's probability for it), the text
+    decoded as a stream would (a character split across tokens shows with its last)."""
+    from gpt2core.tokenizer import stream_decoder
+
+    decoder = stream_decoder(st.lm.tokenizer)
+    pieces = [(decoder.push(r.token_id), r.prob) for r in st.tokens]
+    tail = decoder.flush()
+    if tail and pieces:
+        pieces[-1] = (pieces[-1][0] + tail, pieces[-1][1])
+    return pieces
+
+
 class GPT2App(App):
     CSS_PATH = "app.tcss"
     TITLE = "gpt2"
@@ -310,6 +323,7 @@ class GPT2App(App):
             self.compare(action.prompt, self.cancel)
         elif isinstance(action, StepStart):
             widget = self.chat.add(ChatTurn(lm.name, action.prompt))
+            widget.set_colour(self.session.display["color"] == "surprisal")
             self._step_turn = (widget, action.prompt)
             self.chat.add(
                 NoticeLine(
@@ -493,7 +507,7 @@ class GPT2App(App):
         if message.error:
             self.chat.add(NoticeLine(message.error, "error"))
         widget, _ = self._step_turn
-        widget.show_text(st.text())
+        widget.show_pieces(step_pieces(st))
         p = st.proposal
         event = TokenEvent(len(st.tokens), p.token_id, "", p.candidates, 0.0,
                            {"pipeline": p.pipeline} if p.pipeline else None)  # fmt: skip

@@ -59,10 +59,11 @@ class ChatTurn(Static):
         self.pieces.extend((e.text, surprisal_band(chosen_prob(e))) for e in events)
         self.append("".join(e.text for e in events), record=False)
 
-    def show_text(self, text: str) -> None:
-        """Replace the completion (step mode redraws the whole turn after each step)."""
-        self.completion = text
-        self.pieces = [(text, 0)]
+    def show_pieces(self, pieces: list[tuple[str, float]]) -> None:
+        """Replace the completion with these (text, probability) pieces, one per token (step
+        mode redraws the whole turn after each step, coloured like a streamed one)."""
+        self.completion = "".join(text for text, _ in pieces)
+        self.pieces = [(text, surprisal_band(p)) for text, p in pieces]
         self._refresh_text()
 
     def set_colour(self, on: bool) -> None:

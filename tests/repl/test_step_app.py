@@ -104,3 +104,30 @@ async def test_branches_and_branch_n_switch_inside_step_mode(scratch_tiny_dir):
         assert turn.branches == [[c2, c3], [c2, c4]]
         assert [op[0] for op in turn.ops][-1] == "switch"
         assert [t["forced"] for t in turn.tokens] == [True, False]
+
+
+async def test_step_mode_colours_each_token_by_its_probability(scratch_tiny_dir):
+    """With surprisal colouring on, a step-mode turn is coloured token by token like a
+    streamed one: each piece's band comes from the probability the model gave it."""
+    from repl.session import surprisal_band
+
+    app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set greedy=true")
+        await submit(pilot, ":set color=surprisal")
+        await submit(pilot, ":step Once upon a time")
+        await _until(pilot, lambda: app.stepper is not None)
+        st = app.stepper
+        for key, n in (("5", 1), ("enter", 2), ("4", 3)):
+            await pilot.press(key)
+            await _until(pilot, lambda n=n: len(st.tokens) == n)
+            await app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        widget = list(app.query(ChatTurn))[-1]
+        assert widget.colour
+        assert len(widget.pieces) == 3
+        bands = [surprisal_band(r.prob) for r in st.tokens]
+        assert [band for _, band in widget.pieces] == bands
+        assert "".join(text for text, _ in widget.pieces) == st.text()
+        assert st.tokens[0].rank == 5 and st.tokens[0].prob < st.tokens[1].prob
