@@ -55,6 +55,7 @@ from repl.session import (
     TrainStart,
     TrainStop,
     stats_line,
+    step_pieces,
     user_errors,
 )
 from repl.widgets import (
@@ -74,19 +75,6 @@ class NoWaitExecutor(ThreadPoolExecutor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=False, cancel_futures=True)
-
-
-def step_pieces(st) -> list[tuple[str, float]]:
-    """A step-mode turn's tokens as (text, the model's probability for it), the text
-    decoded as a stream would (a character split across tokens shows with its last)."""
-    from gpt2core.tokenizer import stream_decoder
-
-    decoder = stream_decoder(st.lm.tokenizer)
-    pieces = [(decoder.push(r.token_id), r.prob) for r in st.tokens]
-    tail = decoder.flush()
-    if tail and pieces:
-        pieces[-1] = (pieces[-1][0] + tail, pieces[-1][1])
-    return pieces
 
 
 class GPT2App(App):

@@ -35,6 +35,7 @@ from repl.session import (
     data_dir,
     printable,
     stats_line,
+    step_pieces,
     surprisal_band,
     tensor_text,
     user_errors,
@@ -51,9 +52,10 @@ class PlainREPL:
         # where step mode reads its lines: the piped input, or the terminal's prompt
         self.read: Callable[[str], str | None] = lambda _prompt: None
 
-    def say(self, text: str, error: bool = False) -> None:
+    def say(self, text: str, error: bool = False, painted: str = "") -> None:
+        """One line, made safe; ``painted`` (already safe: see ``_paint``) goes after it."""
         stream = self.err if error else self.out
-        stream.write(("error: " if error else "") + printable(text) + "\n")
+        stream.write(("error: " if error else "") + printable(text) + painted + "\n")
         stream.flush()
 
     def start(self) -> None:
@@ -229,7 +231,7 @@ class PlainREPL:
                 self.say(str(e), error=True)
             self._show_step(st)
         summary = self.session.finish_step(st, action.prompt)
-        self.say(f"[{st.lm.name}] {printable(summary.text)}")
+        self.say(f"[{st.lm.name}] ", painted=self._painted(step_pieces(st)))
         self.say(f"input_ids: {tensor_text(summary.input_ids)}")
         self.say(f"output:    {tensor_text(summary.output_ids)}")
         forced = sum(r.forced for r in st.tokens)
@@ -239,7 +241,14 @@ class PlainREPL:
         from gpt2core.tokenizer import piece
 
         tok = st.lm.tokenizer
-        self.say(f"--- step {len(st.tokens) + 1}: ...{printable(st.text()[-60:])}")
+        pieces, width = step_pieces(st), 0
+        tail = []  # the pieces of about the last 60 characters
+        for text, p in reversed(pieces):
+            if width >= 60:
+                break
+            tail.insert(0, (text, p))
+            width += len(text)
+        self.say(f"--- step {len(st.tokens) + 1}: ...", painted=self._painted(tail))
         for k, c in enumerate(st.proposal.candidates, 1):
             mark = "  <- the model's pick" if c.token_id == st.proposal.token_id else ""
             self.say(f"  {k}  {printable(repr(piece(tok, c.token_id))):<16} {c.prob:6.1%}{mark}")
@@ -247,11 +256,17 @@ class PlainREPL:
     def _shown(self, event: TokenEvent) -> str:
         """A token's text, made safe; coloured by surprisal when asked and stdout is a
         terminal (never into a pipe or a file)."""
-        text = printable(event.text)
+        return self._paint(event.text, chosen_prob(event))
+
+    def _paint(self, text: str, prob: float) -> str:
+        text = printable(text)
         if self.session.display["color"] != "surprisal" or not self._is_tty():
             return text
-        colour = ANSI_BANDS[surprisal_band(chosen_prob(event))]
+        colour = ANSI_BANDS[surprisal_band(prob)]
         return f"{colour}{text}\x1b[0m" if colour and text else text
+
+    def _painted(self, pieces: list[tuple[str, float]]) -> str:
+        return "".join(self._paint(text, p) for text, p in pieces)
 
     def _is_tty(self) -> bool:
         isatty = getattr(self.out, "isatty", None)

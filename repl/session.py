@@ -91,6 +91,19 @@ def surprisal_band(prob: float) -> int:
     return len(SURPRISAL_BANDS) - 1
 
 
+def step_pieces(st) -> list[tuple[str, float]]:
+    """A step-mode turn's tokens as (text, the model's probability for it), the text
+    decoded as a stream would (a character split across tokens shows with its last)."""
+    from gpt2core.tokenizer import stream_decoder
+
+    decoder = stream_decoder(st.lm.tokenizer)
+    pieces = [(decoder.push(r.token_id), r.prob) for r in st.tokens]
+    tail = decoder.flush()
+    if tail and pieces:
+        pieces[-1] = (pieces[-1][0] + tail, pieces[-1][1])
+    return pieces
+
+
 def chosen_prob(event: TokenEvent) -> float:
     """The probability the model gave the token it produced (from the step's candidates)."""
     return next((c.prob for c in event.candidates if c.chosen), 0.0)

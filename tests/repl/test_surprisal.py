@@ -79,3 +79,31 @@ def test_set_color_rejects_other_values():
     assert r.level == "error" and "color must be one of none, surprisal" in r.text
     assert s.display["color"] == "none"
     assert "color=none" in s.handle(":settings").text
+
+
+def _run_plain_steps(out, colour):
+    """Step mode in line mode: force a gamble (candidate 5), accept twice, finish."""
+    session = Session(model="scratch", loader=FakeLoader(models={"scratch": Sure("s")}),
+                      history_path=False)  # fmt: skip
+    session.load("scratch")
+    session.handle(f":set color={colour} greedy=true")
+    repl = PlainREPL(session, out=out, err=io.StringIO())
+    lines = iter(["5", "", "", "."])
+    repl.read = lambda prompt="": next(lines, None)
+    repl.run_line(":step go")
+    return out.getvalue(), session.turns[-1]
+
+
+def test_plain_step_mode_colours_on_a_terminal_and_never_into_a_pipe():
+    out, turn = _run_plain_steps(TTY(), "surprisal")
+    assert len(turn.tokens) == 3 and turn.tokens[0]["forced"]
+    step_lines = [line for line in out.splitlines() if line.startswith("--- step")]
+    assert len(step_lines) == 4
+    assert "\x1b[" not in step_lines[0]  # nothing generated yet
+    assert any(code in step_lines[1] for code in ANSI_BANDS if code)  # the forced gamble
+    final = next(line for line in out.splitlines() if line.startswith("[s]"))
+    assert "\x1b[0m" in final
+    piped, _ = _run_plain_steps(io.StringIO(), "surprisal")
+    assert "\x1b" not in piped
+    plain_tty, _ = _run_plain_steps(TTY(), "none")
+    assert "\x1b" not in plain_tty
