@@ -85,7 +85,9 @@ class TensorFile(Mapping):
     a second copy of the model. ``rows`` reads a block of a tensor's first axis, so even
     the largest tensor (wte, 154 MB at 124M) is never held whole outside the model."""
 
-    def __init__(self, path: Path, entries: dict[str, tuple[str, tuple[int, ...], str]], read, rows):
+    def __init__(
+        self, path: Path, entries: dict[str, tuple[str, tuple[int, ...], str]], read, rows
+    ):
         self.path = path
         self._entries = entries  # HF name -> (name in the file, shape, dtype)
         self._read = read  # name in the file -> the whole array
