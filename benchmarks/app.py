@@ -76,18 +76,25 @@ def run_rate(model: str, new_tokens: int, rounds: int) -> None:
             lm = app.session.current
             for _ in range(rounds):
                 headless = lm.generate("Once upon a time", settings)
+                renders, t = app.panel.renders, time.perf_counter()
                 await _type(pilot, "Once upon a time")
                 await _wait_idle(app, pilot)
+                fps = (app.panel.renders - renders) / (time.perf_counter() - t)
                 turn = app.session.turns[-1]
-                results.append((headless.tokens_per_s, turn.stats["tokens_per_s"]))
+                results.append((headless.tokens_per_s, turn.stats["tokens_per_s"], fps))
 
     asyncio.run(drive())
     print(f"model {model}, {new_tokens} new tokens, greedy, {rounds} rounds")
-    for h, a in results:
-        print(f"  headless {h:8.1f} tok/s   app {a:8.1f} tok/s   ratio {a / h:.3f}")
-    hs = sorted(h for h, _ in results)[len(results) // 2]
-    aps = sorted(a for _, a in results)[len(results) // 2]
+    for h, a, fps in results:
+        print(
+            f"  headless {h:8.1f} tok/s   app {a:8.1f} tok/s   ratio {a / h:.3f}"
+            f"   panel frames/s {fps:5.1f}"
+        )
+    hs = sorted(h for h, _, _ in results)[len(results) // 2]
+    aps = sorted(a for _, a, _ in results)[len(results) // 2]
+    ratios = sorted(a / h for h, a, _ in results)
     print(f"median: headless {hs:.1f}, app {aps:.1f}, app/headless = {aps / hs:.3f}")
+    print(f"median of the per-round ratios: {ratios[len(ratios) // 2]:.3f}")
 
 
 def run_soak(model: str, prompts: int) -> None:

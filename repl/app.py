@@ -102,6 +102,11 @@ class GPT2App(App):
     # Tokens are drawn at most this often, however fast they come: one frame of the chat
     # and the panel costs tens of milliseconds of the interpreter the decoder needs too.
     FRAME_S = 1 / 15
+    # ... and less often when frames are dear: the UI thread keeps to about UI_SHARE of
+    # the time (measured as its own CPU time per frame), so a decoder that needs the
+    # interpreter (a small model) or the cores (a loaded machine) is not slowed by drawing.
+    UI_SHARE = 0.1
+    MAX_FRAME_S = 0.25
     TRAIN_DRAW_S = 0.25  # training steps reach the UI in batches at most this often
     QUEUE_SHOWN = 20  # queued prompts shown as turns; the rest are counted in the status bar
 
@@ -125,6 +130,8 @@ class GPT2App(App):
         self._token_buffer: deque = deque()  # (turn, TokenEvent) from the worker thread
         self._tokens_posted = threading.Event()
         self._last_draw = 0.0
+        self._frame_s = self.FRAME_S  # the interval now (see UI_SHARE)
+        self._ui_cpu = 0.0  # the UI thread's CPU time at the last draw
         self._draw_timer = None
         self._last_rate: float | None = None
         self._ctx_used: tuple[int, int] | None = None
@@ -598,7 +605,7 @@ class GPT2App(App):
         """Draw every buffered token, at most once a frame."""
         if from_timer:
             self._draw_timer = None
-        wait = self._last_draw + self.FRAME_S - time.monotonic()
+        wait = self._last_draw + self._frame_s - time.monotonic()
         if wait > 0:
             if self._draw_timer is None:
                 self._draw_timer = self.set_timer(wait, lambda: self._draw_tokens(True))
@@ -610,7 +617,7 @@ class GPT2App(App):
             by_turn.setdefault(turn, []).append(event)
         if not by_turn:
             return
-        self._last_draw = time.monotonic()
+        self._pace_frames()
         for turn, events in by_turn.items():
             widget = self.turn_widgets.get(turn)
             if widget is not None:
@@ -621,6 +628,18 @@ class GPT2App(App):
             self._ctx_used = (min(len(self.panel.output_ids), lm.n_positions), lm.n_positions)
         self.refresh_status()
         self.chat.scroll_end(animate=False)
+
+    def _pace_frames(self) -> None:
+        """Set the next frame's interval from what the last one cost the UI thread (its
+        CPU time since the previous draw: this draw's work and the compositor's), so
+        drawing keeps to UI_SHARE of the time, between FRAME_S and MAX_FRAME_S."""
+        cpu, now = time.thread_time(), time.monotonic()
+        if now - self._last_draw < 2 * self.MAX_FRAME_S:  # a stream in progress
+            cost = cpu - self._ui_cpu
+            self._frame_s = min(max(cost / self.UI_SHARE, self.FRAME_S), self.MAX_FRAME_S)
+        else:  # the first tokens of a turn
+            self._frame_s = self.FRAME_S
+        self._ui_cpu, self._last_draw = cpu, now
 
     def _flush_tokens(self) -> None:
         self._last_draw = 0.0

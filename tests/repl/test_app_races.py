@@ -5,6 +5,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from textual import events
 
 from repl.app import make_app
@@ -233,7 +235,7 @@ async def test_a_500_token_stream_draws_at_most_once_a_frame_and_loses_nothing()
         assert summary.stats["new_tokens"] == 500
         assert panel.output_ids == summary.output_ids  # every streamed token, in order
         assert app.query_one(ChatTurn).completion == summary.text
-        frames = elapsed / app.FRAME_S + 2
+        frames = elapsed / app.FRAME_S + 2  # paced frames are only rarer
         assert panel.renders <= frames, (panel.renders, elapsed)
         assert panel.renders < 500
 
@@ -334,3 +336,32 @@ def test_remaining_shapes_compile_in_the_background_only_while_the_model_is_idle
     assert lm.compiled == [1, 2, 3, 4, 5, 6]
     assert [e.left for e in events if isinstance(e, Compiling)] == [6, 5, 4, 3, 2, 1, 0]
     loads.close()
+
+
+def test_frames_are_paced_to_what_they_cost_the_ui_thread(monkeypatch):
+    """A frame that costs the UI thread more CPU time makes the next one come later (the
+    UI keeps to UI_SHARE of the time), never sooner than FRAME_S nor later than
+    MAX_FRAME_S; a turn's first tokens are drawn at the full rate."""
+    import repl.app as app_module
+
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    clock = {"cpu": 0.0, "wall": 100.0}
+    monkeypatch.setattr(app_module.time, "thread_time", lambda: clock["cpu"])
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: clock["wall"])
+
+    def frame(cost: float) -> float:
+        clock["wall"] += app._frame_s  # the next frame is due
+        clock["cpu"] += cost  # what the UI thread spent since the last one
+        app._pace_frames()
+        return app._frame_s
+
+    app._pace_frames()  # the first tokens of a turn
+    assert app._frame_s == app.FRAME_S
+    assert frame(0.001) == app.FRAME_S  # cheap frames: full rate
+    assert frame(0.010) == pytest.approx(0.010 / app.UI_SHARE)  # 10 ms: every 200 ms
+    assert frame(0.100) == app.MAX_FRAME_S  # capped
+    assert frame(0.002) == app.FRAME_S  # cheap again: back to full rate
+    clock["wall"] += 10  # a pause: the next turn starts at the full rate
+    clock["cpu"] += 0.5
+    app._pace_frames()
+    assert app._frame_s == app.FRAME_S
