@@ -112,6 +112,12 @@ class LanguageModel:
     def warmup(self) -> None:
         """Compile/allocate what the first generation would (optional)."""
 
+    def compile_for(self, prompt: str, settings: Settings) -> None:
+        """Compile what generating from ``prompt`` with ``settings`` will need, so its
+        time to first token and tokens/s measure the model, not the compiler (a one-shot
+        command calls this; the app compiles in the background instead)."""
+        self.warmup()
+
     def _rewind(self, n: int) -> None:
         """Forget every position from ``n`` on: the next ``_step`` writes position ``n``.
         (Step mode's undo; a backend with a KV cache moves its write index back, since the
@@ -482,6 +488,19 @@ class ScratchLM(LanguageModel):
                 windows.append(size)
                 size *= 2
             self.decoder.compile(prompt_lengths=(1,), windows=(*windows, top))
+
+    def compile_for(self, prompt: str, settings: Settings) -> None:
+        ids, _ = self.prepare_prompt(prompt, settings)
+        n, d = self.n_positions, self.decoder
+        prefill = bucket(len(ids), ScratchDecoder.MIN_PROMPT, n)
+        last = bucket(min(len(ids) + settings.max_new_tokens, n), ScratchDecoder.MIN_CACHE, n)
+        windows = [bucket(len(ids) + 1, ScratchDecoder.MIN_CACHE, n)]
+        while windows[-1] < last:
+            windows.append(windows[-1] * 2)
+        with self.busy:
+            if (prefill, bucket(prefill, ScratchDecoder.MIN_CACHE, n)) not in d.compiled:
+                d.compile(prompt_lengths=(prefill,))
+            d.compile(windows=windows)
 
     BACKGROUND_PROMPT = 512  # prompts up to this long get their first token without a compile
 

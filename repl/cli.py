@@ -112,6 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     prompt = _text_arg(args.prompt)
     lm = load_lm(args.model)
+    lm.compile_for(prompt, settings)  # so ttft and tok/s below are the model's, not XLA's
     summary = None
     out = sys.stdout
     if not args.json:

@@ -131,3 +131,23 @@ def test_sliding_window_continues_like_a_fresh_prefill(gpt2_tokenizer):
     context = ids[: 64 + 1][-48:]
     fresh = _greedy(lm, context, 10).output_ids[len(context) :]
     assert ids[65 : 65 + 10] == fresh
+
+
+@pytest.mark.parametrize("prompt_len,new", [(4, 100), (70, 200), (300, 30)])
+def test_compile_for_compiles_every_shape_the_generation_uses(
+    pair, gpt2_tokenizer, prompt_len, new
+):
+    """`gpt2 generate` compiles before it streams, so its ttft and tok/s are the model's:
+    the generation after compile_for runs no shape that was not compiled already."""
+    from gpt2core.sampling import Settings
+
+    _, ours = pair
+    lm = _lm(ours, gpt2_tokenizer)
+    prompt = np.random.RandomState(prompt_len).randint(0, 50257, prompt_len).tolist()
+    lm.encode = lambda _text: list(prompt)
+    settings = Settings(greedy=True, max_new_tokens=new, stop_at_eos=False)
+    lm.compile_for("", settings)
+    before = set(lm.decoder.compiled)
+    assert before  # it compiled something (so the check below can fail)
+    _greedy(lm, prompt, new)
+    assert lm.decoder.compiled == before
