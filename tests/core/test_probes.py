@@ -5,11 +5,12 @@ the sampling pipeline riding on the token events; nothing computed when nobody a
 import numpy as np
 import pytest
 
-from gpt2core.generate import PromptEvent, TokenEvent
+from gpt2core.generate import GRID_MAX, PromptEvent, TokenEvent
 from gpt2core.sampling import Settings
 
 PROMPT = "Once upon a time there was a"
 ALL = frozenset({"attention", "lens", "pipeline"})
+GRID = frozenset({"attention", "attention_grid"})
 
 
 def _tokens(lm, probes, n=6, prompt=PROMPT):
@@ -53,6 +54,56 @@ def test_attention_and_lens_equal_transformers_outputs(backend, scratch_lm, pret
         probs /= probs.sum()
         assert e.probes["lens"][-1][0][0] == int(np.argmax(probs)) == e.token_id
         np.testing.assert_allclose(e.probes["lens"][-1][0][1], probs.max(), atol=1e-4)
+
+
+def _hf_grid(pretrained_lm, ids):
+    """transformers' attention of every position of ids: (L, nh, T, T)."""
+    import tensorflow as tf
+
+    out = pretrained_lm.model(tf.constant([ids]), output_attentions=True)
+    return np.stack([a[0].numpy() for a in out.attentions])
+
+
+def _check_grid(e, context, pretrained_lm):
+    grid = e.probes["attention_grid"]
+    assert grid.shape == (2, 2, len(context), len(context))
+    np.testing.assert_allclose(grid, _hf_grid(pretrained_lm, context), atol=1e-4)
+    np.testing.assert_allclose(grid.sum(-1), 1.0, atol=1e-5)  # every row a distribution
+    future = np.triu(np.ones(grid.shape[-2:], bool), k=1)  # (T, T): keys after the query
+    assert (grid[:, :, future] == 0).all()
+    np.testing.assert_array_equal(grid[:, :, -1], e.probes["attention"])  # the newest row
+
+
+@pytest.mark.parametrize("backend", ["scratch", "pretrained"])
+def test_attention_grid_equals_transformers_while_the_context_is_short(
+    backend, scratch_lm, pretrained_lm
+):
+    """The T x T grid (the prompt's from the prefill, then a row per step) is
+    transformers' full attention for the context at every step, until T > GRID_MAX."""
+    lm = scratch_lm if backend == "scratch" else pretrained_lm
+    ids = lm.encode(PROMPT)
+    n = GRID_MAX - len(ids) + 3  # the last steps see more than GRID_MAX tokens
+    events = _tokens(lm, GRID, n=n)
+    for k, e in enumerate(events):
+        context = ids + [x.token_id for x in events[:k]]
+        if len(context) > GRID_MAX:
+            assert "attention_grid" not in e.probes and "attention" in e.probes
+        else:
+            _check_grid(e, context, pretrained_lm)
+    assert sum("attention_grid" in e.probes for e in events) == GRID_MAX - len(ids) + 1
+
+
+def test_attention_grid_asked_for_mid_reply(scratch_lm, pretrained_lm):
+    """Switched on mid-reply, the grid is whole from the next token (the short context is
+    run again), and the reply is the one written with no probes at all."""
+    plain = [e.token_id for e in _tokens(scratch_lm, frozenset(), n=6)]
+    asked = iter([frozenset()] * 2 + [frozenset({"attention"})] + [GRID] * 10)
+    events = _tokens(scratch_lm, lambda: next(asked), n=6)
+    assert [e.token_id for e in events] == plain
+    assert ["attention_grid" in (e.probes or {}) for e in events] == [False] * 3 + [True] * 3
+    ids = scratch_lm.encode(PROMPT)
+    for k, e in enumerate(events[3:], start=3):
+        _check_grid(e, ids + plain[:k], pretrained_lm)
 
 
 def test_attention_puts_nothing_after_the_query(scratch_lm):
