@@ -147,3 +147,55 @@ def test_the_pipeline_rides_on_each_token(scratch_lm):
         pipe = e.probes["pipeline"]
         assert pipe.token == e.token_id and pipe.chosen_prob > 0
         assert pipe.stages[0] == "logits"
+
+
+@pytest.mark.slow
+def test_probes_at_the_124m_shape(gpt2_tokenizer):
+    """GPT-2 small's shape (12 layers x 12 heads, 768 wide, 50257 tokens), random weights,
+    one prefill: the compiled probe step against transformers' own outputs."""
+    import tensorflow as tf
+
+    from gpt2core.config import PRESETS
+    from gpt2core.generate import ScratchLM
+    from gpt2core.model import GPT2
+    from gpt2core.weights import _hf_name_from_tf, assign_tensors
+    from tests.conftest import make_hf_model
+
+    hf = make_hf_model(n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=5)
+    ours = GPT2(PRESETS["gpt2"])
+    assign_tensors(
+        ours, {_hf_name_from_tf(w.name): w.numpy() for w in hf.weights}, "TFGPT2LMHeadModel"
+    )
+    lm = ScratchLM(ours, gpt2_tokenizer)
+    ids = lm.encode(PROMPT)  # 7 tokens
+    (event,) = _tokens(lm, GRID | {"lens"}, n=1)
+
+    out = hf(tf.constant([ids]), output_attentions=True, output_hidden_states=True)
+    ref = np.stack([a[0].numpy() for a in out.attentions])  # (12, 12, T, T)
+    att = event.probes["attention"]  # (12, 12, T): the predicted position's row
+    assert att.shape == (12, 12, len(ids))
+    np.testing.assert_allclose(att, ref[:, :, -1], atol=1e-4)
+    np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)
+    grid = event.probes["attention_grid"]  # (12, 12, T, T): every position's row
+    np.testing.assert_allclose(grid, ref, atol=1e-4)
+    assert (grid[:, :, np.triu(np.ones((len(ids),) * 2, bool), k=1)] == 0).all()
+
+    # the lens: each block's output through ln_f and the tied head (the last hidden state
+    # comes out of transformers already through ln_f)
+    hs = out.hidden_states  # 13 x (1, T, C)
+    rows = [hf.transformer.ln_f(h[:, -1:]).numpy()[0, 0] for h in hs[1:-1]] + [hs[-1][0, -1]]
+    logits = np.stack(rows) @ hf.transformer.wte.embeddings.numpy().T  # (12, V)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)  # (12, V)
+    # random weights spread the mass (every p is about 1e-4): compare relative to p
+    for layer, row in enumerate(event.probes["lens"]):
+        top = [i for i, _ in row]
+        assert top == list(np.argsort(-probs[layer])[: len(top)])
+        np.testing.assert_allclose([p for _, p in row], probs[layer][top], rtol=1e-3, atol=1e-7)
+    # the last row is the next-token distribution: transformers' logits, and the pick
+    final = out.logits[0, -1].numpy()
+    p_next = np.exp(final - final.max())
+    p_next /= p_next.sum()
+    last = event.probes["lens"][-1]
+    np.testing.assert_allclose([p for _, p in last], p_next[[i for i, _ in last]], rtol=1e-3)
+    assert last[0][0] == int(np.argmax(p_next)) == event.token_id
