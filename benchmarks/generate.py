@@ -13,6 +13,17 @@ token, prefill time of a 1,000-token prompt, peak RSS of the process. Greedy ids
 checked against (c). Ratios are against (c), measured in the same run.
 
     uv run python benchmarks/generate.py [--new-tokens 96,512] [--skip d] [--eager]
+
+With ``--probes`` it measures instead what the side panel's views cost the scratch
+decoder (issue 10): the decode rate at 124M with no probes (every view hidden) and with
+each view's probes asked for per step (Attention: attention + attention_grid, Lens: lens,
+Next token: pipeline, and all at once), the kinds taking turns inside one process,
+``--rounds`` turns, medians and ratios against the no-probe rate. ``--baseline DIR`` also
+times the no-probe decode of another source tree (e.g. main's, from ``git archive main |
+tar -x -C DIR``) in its own process each round, for "views hidden vs before the views":
+
+    uv run python benchmarks/generate.py --probes [--new-tokens 96] [--rounds 3]
+        [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -135,6 +146,113 @@ def run_variant(name: str, ckpt: str, counts: list[int]) -> dict:
     return out
 
 
+PROBE_KINDS = {  # what each view asks the model for per step (repl/widgets/views)
+    "none": frozenset(),  # all views hidden, or one that needs nothing (Tensors, Tokens)
+    "attention": frozenset({"attention", "attention_grid"}),
+    "lens": frozenset({"lens"}),
+    "pipeline": frozenset({"pipeline"}),
+    "all": frozenset({"attention", "attention_grid", "lens", "pipeline"}),
+}
+
+
+def run_probes(ckpt: str, n: int, rounds: int, kinds: list[str]) -> dict:
+    """Decode rates (after the first token) of the scratch model for each probe kind, the
+    kinds taking turns (rotated each round) so that load drift hits them alike."""
+    import gpt2core
+    from gpt2core.sampling import Settings
+    from gpt2core.specs import load_lm
+
+    lm = load_lm("scratch:" + ckpt)
+    lm.warmup()
+    lm.encode = lambda _text: list(PROMPT)
+    settings = Settings(greedy=True, max_new_tokens=n, stop_at_eos=False)
+
+    def gen(kind):
+        return lm.generate("", settings, probes=PROBE_KINDS[kind])
+
+    ids = {k: gen(k).output_ids for k in kinds}  # warm-up: compiles every shape used
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        for k in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+            s = gen(k)
+            rates[k].append(s.tokens_per_s)
+            assert s.output_ids == ids[k]
+    return {
+        "rates": rates,
+        "same_ids": all(v == ids[kinds[0]] for v in ids.values()),
+        "source": str(Path(gpt2core.__file__).parent.parent),
+    }
+
+
+def probes_main(args) -> None:
+    n = int(args.new_tokens.split(",")[0])
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gpt2-"))
+    ours: dict[str, list[float]] = {k: [] for k in PROBE_KINDS}
+    base: list[float] = []
+    loads, same, sources = [], [], set()
+
+    def variant(kinds: str, tree: Path | None) -> dict | None:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if tree is not None:  # import that tree's gpt2core instead of this one
+            env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+        loads.append(os.getloadavg()[0])
+        proc = subprocess.run(
+            [sys.executable, __file__, "--probe-variant", kinds, "--ckpt", str(tmp)]
+            + ["--new-tokens", str(n), "--rounds", "2"],  # each kind twice a process
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        loads.append(os.getloadavg()[0])
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(f"  failed:\n{proc.stderr[-3000:]}")
+            return None
+        out = json.loads(line[7:])
+        sources.add(out["source"])
+        return out
+
+    try:
+        print("building a random 124M GPT-2 checkpoint...", flush=True)
+        make_checkpoint(tmp)
+        for r in range(args.rounds):
+            print(f"round {r + 1}: this tree, every probe kind...", flush=True)
+            out = variant(",".join(PROBE_KINDS), None)
+            if out:
+                same.append(out["same_ids"])
+                for k, v in out["rates"].items():
+                    ours[k] += v
+            if args.baseline:
+                print(f"round {r + 1}: {args.baseline}, no probes...", flush=True)
+                out = variant("none", Path(args.baseline).resolve())
+                if out:
+                    base += out["rates"]["none"]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; 124M GPT-2 (random weights), "
+        f"greedy, 4-token prompt, {n} new tokens; decode rate after the first token; medians "
+        f"of {args.rounds} rounds; 1-min load average during the run "
+        f"{min(loads, default=0):.1f}-{max(loads, default=0):.1f}; sources: {sorted(sources)}\n"
+    )
+    none = _median(ours["none"])
+    print(f"{'probes asked per step':44} {'decode tok/s':>12} {'ratio':>6}  runs")
+    for k, v in ours.items():
+        if v:
+            med = _median(v)
+            runs = " ".join(f"{x:.1f}" for x in v)
+            print(f"{k + ': ' + ', '.join(sorted(PROBE_KINDS[k])):44} {med:12.1f} "
+                  f"{med / none:6.2f}  {runs}")  # fmt: skip
+    if base:
+        med = _median(base)
+        runs = " ".join(f"{x:.1f}" for x in base)
+        print(f"{'baseline tree, no probes':44} {med:12.1f} {med / none:6.2f}  {runs}")
+        print(f"\nviews hidden (this tree) / baseline: {none / med:.3f}")
+    print(f"same greedy ids with and without probes: {'yes' if all(same) else 'NO'}")
+
+
 LABELS = {
     "a": "gpt2core ScratchLM (XLA, in-place KV cache)",
     "b": "HF TFGPT2LMHeadModel.generate, eager",
@@ -157,9 +275,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip", default="", help="variants to skip, e.g. 'd'")
     ap.add_argument("--eager", action="store_true", help="also run (b), eager HF generate")
+    ap.add_argument("--probes", action="store_true", help="the cost of the views' probes")
+    ap.add_argument("--baseline", help="with --probes: a source tree to time, no probes")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--probe-variant", help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.probe_variant:
+        n = int(args.new_tokens.split(",")[0])
+        kinds = args.probe_variant.split(",")
+        print("RESULT " + json.dumps(run_probes(args.ckpt, n, args.rounds, kinds)))
+        return
+    if args.probes:
+        probes_main(args)
+        return
     counts = [int(x) for x in args.new_tokens.split(",")]
     if args.variant:
         print("RESULT " + json.dumps(run_variant(args.variant, args.ckpt, counts)))

@@ -26,6 +26,7 @@ from gpt2core.sampling import Candidate, Sampler, Settings
 from gpt2core.tokenizer import Tokenizer, stream_decoder
 
 LENS_TOP = 10  # tokens per layer in the logit lens
+GRID_MAX = 16  # the full T x T attention ("attention_grid") is given for contexts this short
 
 
 class GenerationError(UserError):
@@ -50,7 +51,9 @@ class TokenEvent:
     step_s: float  # seconds spent on this token (model + sampling)
     # What the model computed for this step when a view asked (else None): "attention"
     # (n_layer, n_head, T) weights of the predicted position over the context, "lens"
-    # (per layer, [(id, prob), ...] top tokens), "pipeline" (a sampling.Pipeline).
+    # (per layer, [(id, prob), ...] top tokens), "pipeline" (a sampling.Pipeline),
+    # "attention_grid" (n_layer, n_head, T, T): every context position's weights over
+    # the context, row t for the query at position t (only while T <= GRID_MAX).
     probes: dict | None = None
 
 
@@ -193,6 +196,7 @@ class LanguageModel:
         capacity = min(n_ctx, len(ids) + s.max_new_tokens)
         want = self._wanted(probes)
         self._probed = None
+        grid = None  # (L, nh, T, T) while "attention_grid" is asked for and T <= GRID_MAX
         logits = self._prefill(context, capacity)  # (V,)
         t_first = t_last = None
         t_step = t0
@@ -206,6 +210,11 @@ class LanguageModel:
                 probed = dict(self._probed or {})
                 if "pipeline" in want:
                     probed["pipeline"] = sampler.explain(logits, history, token)
+            grid = _grow_grid(grid, probed) if "attention_grid" in self._want else None
+            if probed is not None:
+                probed.pop("attention_grid", None)
+                if grid is not None:
+                    probed["attention_grid"] = grid
             new.append(token)
             history.append(token)
             is_eos = s.stop_at_eos and eos is not None and token == eos
@@ -233,6 +242,10 @@ class LanguageModel:
                     break
                 context = context[-(n_ctx - n_ctx // 4) :]  # slide: keep the last 3/4
                 logits = self._prefill(context, n_ctx)
+            elif "attention_grid" in self._want and grid is None and len(context) <= GRID_MAX:
+                # the grid was asked for mid-reply: the earlier positions' queries are gone
+                # (a step computes one query), so run the short context again as a prefill
+                logits = self._prefill(context, capacity)
             else:
                 logits = self._step(token)
         tail = decoder.flush()
@@ -263,6 +276,28 @@ class LanguageModel:
             summary = event
         assert isinstance(summary, GenerationSummary)
         return summary
+
+
+def _grow_grid(grid: np.ndarray | None, probed: dict | None) -> np.ndarray | None:
+    """The T x T attention after this step: the backend's own grid when it gave one (a
+    prefill, or transformers' full forward), else the last grid with this step's row
+    (the new query's weights) added under it; None once the context outgrows GRID_MAX or
+    a row is missing."""
+    if not probed:
+        return None
+    full = probed.get("attention_grid")  # (L, nh, T, T)
+    if full is not None:
+        return full
+    row = probed.get("attention")  # (L, nh, T)
+    if grid is None or row is None or row.shape[-1] != grid.shape[-1] + 1:
+        return None
+    t = row.shape[-1]
+    if t > GRID_MAX:
+        return None
+    out = np.zeros((*row.shape[:2], t, t), row.dtype)  # (L, nh, T, T)
+    out[:, :, :-1, :-1] = grid  # (L, nh, T-1, T-1): earlier queries put 0 on the new key
+    out[:, :, -1] = row  # (L, nh, T): the new query
+    return out
 
 
 # -- the scratch decoder ---------------------------------------------------------------
@@ -302,6 +337,7 @@ class ScratchDecoder:
 
     MIN_CACHE = 64
     MIN_PROMPT = 16
+    PROBES = frozenset({"attention", "attention_grid", "lens"})
 
     def __init__(self, model):
         from gpt2core._tf import tf
@@ -377,12 +413,15 @@ class ScratchDecoder:
             return logits
         # attention of the scored position: L x (1, nh, T, S) -> (L, nh, S)
         att = tf.stack([tf.gather(a[0], last, axis=1) for a in attention])
+        # every query's weights, the top-left GRID_MAX corner (the prefill of a short
+        # prompt is all of it): L x (1, nh, T, S) -> (L, nh, <=G, <=G)
+        grid = tf.stack([a[0, :, :GRID_MAX, :GRID_MAX] for a in attention])
         # logit lens: the residual after each block, through ln_f and the tied head,
         # one (L, C) x (C, V) product that reads the head once
         res = tf.stack([tf.gather(r[0], last, axis=0) for r in residuals])  # (L, C)
         lens = tf.matmul(self.model.ln_f(res), self.model.wte.embeddings, transpose_b=True)
         top_p, top_i = tf.math.top_k(tf.nn.softmax(lens, axis=-1), k=LENS_TOP)  # (L, k) x 2
-        return logits, att, top_i, top_p
+        return logits, att, top_i, top_p, grid
 
     def _window(self, size: int):
         from gpt2core._tf import tf
@@ -406,8 +445,8 @@ class ScratchDecoder:
             tf.constant([ids], tf.int32), tf.constant(index), tf.constant(last), self._window(size)
         )  # fmt: skip
         self.probed = None
-        if probes & {"attention", "lens"}:
-            logits, att, top_i, top_p = self._probe_fn(*args)
+        if probes & self.PROBES:
+            logits, att, top_i, top_p, grid = self._probe_fn(*args)
             context = index + last + 1  # the positions the scored one can see
             ids_, ps = top_i.numpy(), top_p.numpy()
             self.probed = {
@@ -417,6 +456,9 @@ class ScratchDecoder:
                     for row_i, row_p in zip(ids_, ps, strict=True)
                 ],
             }
+            if "attention_grid" in probes and index == 0 and context <= GRID_MAX:
+                g = grid.numpy()[:, :, :context, :context]  # (L, nh, T, T): a whole prompt
+                self.probed["attention_grid"] = g
             return logits.numpy()
         logits = self._fn(*args)
         self.compiled.add((len(ids), size))
@@ -462,7 +504,7 @@ class ScratchLM(LanguageModel):
         self.num_params = model.config.num_params()
         self.decoder = ScratchDecoder(model)
 
-    PROBES = frozenset({"attention", "lens"})
+    PROBES = ScratchDecoder.PROBES
 
     def _prefill(self, ids, capacity):
         logits = self.decoder.prefill(ids, capacity, getattr(self, "_want", frozenset()))
@@ -673,7 +715,7 @@ class PretrainedLM(LanguageModel):
         self._past = out.past_key_values
         return out.logits[0, -1].numpy()  # (V,)
 
-    PROBES = frozenset({"attention", "lens"})
+    PROBES = frozenset({"attention", "attention_grid", "lens"})
 
     def _probe(self, ids: list[int]) -> dict:
         """Attention and logit lens for the position after ``ids``, from transformers' own
@@ -696,13 +738,17 @@ class PretrainedLM(LanguageModel):
         res = tf.concat(rows, axis=0)  # (L, C)
         lens = tf.matmul(res, self.model.transformer.wte.embeddings, transpose_b=True)  # (L, V)
         top_p, top_i = tf.math.top_k(tf.nn.softmax(lens, axis=-1), k=LENS_TOP)  # (L, k) x 2
-        return {
+        probed = {
             "attention": att,
             "lens": [
                 [(int(i), float(p)) for i, p in zip(row_i, row_p, strict=True)]
                 for row_i, row_p in zip(top_i.numpy(), top_p.numpy(), strict=True)
             ],
         }
+        if "attention_grid" in self._want and len(ids) <= GRID_MAX:
+            # the forward ran every position's query already: (L, nh, T, T)
+            probed["attention_grid"] = np.stack([a[0].numpy() for a in out.attentions])
+        return probed
 
     def _prefill(self, ids, capacity):
         self._ids = list(ids)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from gpt2core.generate import LanguageModel
+from gpt2core.generate import GRID_MAX, LanguageModel
 from gpt2core.specs import SpecError, parse_spec
 from gpt2core.tokenizer import CharTokenizer
 from gpt2core.weights import CheckpointError
@@ -40,21 +40,33 @@ class FakeLM(LanguageModel):
         self.description = f"{name}: a fake model for tests"
         self.gate, self.gate_after = gate, gate_after
         self.i = 0
+        self.n_context = 0  # prompt length at the last prefill
 
-    PROBES = frozenset({"attention", "lens"})  # deterministic stand-ins, when asked
+    PROBES = frozenset({"attention", "attention_grid", "lens"})  # stand-ins, when asked
 
-    def _fake_probes(self, target: int) -> dict:
-        n_layer, n_head, t = 2, 2, self.i + 4
-        att = np.zeros((n_layer, n_head, t), np.float32)  # (L, nh, T)
+    @staticmethod
+    def _fake_row(n_layer: int, n_head: int, q: int):
+        """Query position q's weights over keys 0..q: each head has a favourite key."""
+        att = np.zeros((n_layer, n_head, q + 1), np.float32)  # (L, nh, q + 1)
         for layer in range(n_layer):
             for head in range(n_head):
-                att[layer, head, (layer + head) % t] = 0.75  # each head has a favourite
-                att[layer, head] += 0.25 / t
+                att[layer, head, (layer + head) % (q + 1)] = 0.75
+                att[layer, head] += 0.25 / (q + 1)
+        return att
+
+    def _fake_probes(self, target: int) -> dict:
+        n_layer, n_head, t = 2, 2, self.n_context + self.i  # the context the step sees
         lens = [
             [((target + 3 - layer) % self.tokenizer.vocab_size, 0.5), (target, 0.25)]
             for layer in range(n_layer - 1)
         ] + [[(target, 0.9), ((target + 1) % self.tokenizer.vocab_size, 0.05)]]
-        return {"attention": att, "lens": lens}
+        probed = {"attention": self._fake_row(n_layer, n_head, t - 1), "lens": lens}
+        if "attention_grid" in self._want and t <= GRID_MAX:
+            grid = np.zeros((n_layer, n_head, t, t), np.float32)  # (L, nh, T, T)
+            for q in range(t):
+                grid[:, :, q, : q + 1] = self._fake_row(n_layer, n_head, q)
+            probed["attention_grid"] = grid
+        return probed
 
     def _logits(self):
         if self.gate is not None and self.i >= self.gate_after:
@@ -75,6 +87,7 @@ class FakeLM(LanguageModel):
 
     def _prefill(self, ids, capacity):
         self.i = 0
+        self.n_context = len(ids)
         return self._logits()
 
     def _step(self, token_id):

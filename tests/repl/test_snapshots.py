@@ -10,9 +10,9 @@ from repl.widgets.views import VIEWS
 from tests.repl.fakes import FakeLM, FakeLoader
 
 
-def _app(view: int):
+def _app(view: int, prompt: str = "Once upon a time", gate_after: int = 12):
     gate = threading.Event()
-    lm = FakeLM("scratch", gate=gate, gate_after=12)
+    lm = FakeLM("scratch", gate=gate, gate_after=gate_after)
     app = make_app(
         model="scratch",
         loader=FakeLoader(models={"scratch": lm}),
@@ -28,12 +28,12 @@ def _app(view: int):
                 break
         for _ in range(view):
             await pilot.press("f3")
-        for ch in "Once upon a time":
+        for ch in prompt:
             await pilot.press(ch if ch != " " else "space")
         await pilot.press("enter")
         for _ in range(500):  # until the generation is held at the gate
             await pilot.pause(0.02)
-            if len(app.query_one("SidePanel").output_ids) >= 16 + 12:
+            if len(app.query_one("SidePanel").output_ids) >= len(prompt) + gate_after:
                 break
         await pilot.pause(0.1)
         threading.Timer(5.0, gate.set).start()  # let the worker finish after the snapshot
@@ -109,3 +109,16 @@ def test_surprisal_colouring_after_a_generation(snap_compare, monkeypatch):
         assert sorted(set(bands)) == [0, 1, 2, 3], bands
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_attention_grid_on_a_short_context_80x24(snap_compare):
+    """A context of 13 tokens: the T x T grid of the chosen head, on the smallest screen."""
+    view = next(i for i, v in enumerate(VIEWS) if v.title == "Attention")
+    app, run_before = _app(view, prompt="Hi there", gate_after=6)
+
+    async def then_head_1(pilot):
+        await run_before(pilot)
+        await pilot.press("f8", "f8")
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=then_head_1)

@@ -57,7 +57,7 @@ async def test_probes_asked_for_follow_the_view_on_show():
             seen[panel.view.title] = panel.wanted_probes
             await pilot.press("f3")
         assert seen["Tensors"] == frozenset() and seen["Tokens"] == frozenset()
-        assert seen["Attention"] == {"attention"} and seen["Lens"] == {"lens"}
+        assert seen["Attention"] == {"attention", "attention_grid"} and seen["Lens"] == {"lens"}
         await pilot.press("f2")  # panel hidden: nothing is asked for, whatever the view
         for _ in VIEWS:
             assert panel.wanted_probes == frozenset()
@@ -93,3 +93,73 @@ async def test_layer_and_head_keys_work_only_in_the_attention_view():
         assert attention.layer == 1 and attention.head == 1
         await pilot.press("f7", "f7", "f7")
         assert attention.head == -1  # the average of the heads, and no lower
+
+
+def _grid_rows(text: str) -> list[tuple[int, str, str]]:
+    """The grid's rows as (position, piece, one character per key)."""
+    lines = text.splitlines()
+    if AttentionView.GRID_INTRO not in lines:
+        return []
+    start = lines.index(AttentionView.GRID_INTRO) + 1
+    cell = 2 if lines[start][11:].startswith("0 1") else 1  # the key header: 2 or 1 wide
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line[:3].strip().isdigit():
+            break
+        rows.append((int(line[:3]), line[4:10].strip(), line[11:].ljust(99)[::cell].rstrip()))
+    return rows
+
+
+async def _attention_after(pilot, app, prompt, n, keys=()):
+    panel = app.query_one(SidePanel)
+    while not isinstance(panel.view, AttentionView):
+        await pilot.press("f3")
+    await submit(pilot, f":set max_new_tokens={n} greedy=true")
+    await submit(pilot, prompt)
+    await settle(app, pilot)
+    await pilot.press(*keys)
+    return text_of(panel.view)
+
+
+async def test_attention_grid_for_a_short_context():
+    """A 2-token prompt and 6 new tokens: the last step saw 7 tokens, so a 7 x 7 grid, one
+    row per context token labelled with its piece, the keys after each query masked, and
+    the chosen head's favourite key strongest in every row."""
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        text = await _attention_after(pilot, app, "hi", 6, keys=("f8", "f8"))  # head 1
+        rows = _grid_rows(text)
+        context = "hithe q"  # the prompt, then the reply but for its newest token
+        assert len(rows) == len(context) == 7
+        for q, (pos, label, cells) in enumerate(rows):
+            assert pos == q and label == context[q].replace(" ", "␣")
+            assert cells[q + 1 :] == "·" * (len(context) - q - 1)  # the mask
+            assert "·" not in cells[: q + 1]
+            # layer 0, head 1: the fake's favourite key is 1 (key 0 for the first row)
+            assert cells.index("█") == min(q, 1)
+        assert "over the context" not in text  # the grid replaces the strip
+
+
+async def test_attention_grid_follows_the_head_keys_and_the_average():
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await _attention_after(pilot, app, "hi", 6)
+        view = app.query_one(SidePanel).view
+        by_head = {}
+        for key, head in (("f8", 0), ("f8", 1), ("f7", 0), ("f7", -1)):
+            await pilot.press(key)
+            assert view.head == head
+            by_head[head] = _grid_rows(text_of(view))[-1][2]
+        assert by_head[0].index("█") == 0 and by_head[1].index("█") == 1
+        assert by_head[-1][:2] == "██"  # the average: as much weight on key 0 as on 1
+        assert by_head[-1].strip() == "██"  # and the rest faint
+
+
+async def test_no_grid_when_the_context_is_long():
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        text = await _attention_after(pilot, app, "once upon a time there", 4)
+        assert _grid_rows(text) == [] and "over the context" in text

@@ -4,6 +4,7 @@ chosen head when the context is short."""
 
 from __future__ import annotations
 
+import numpy as np
 from rich.text import Text
 
 from gpt2core.tokenizer import piece
@@ -11,6 +12,7 @@ from repl.terminal import safe
 from repl.widgets.views.base import PanelView, TurnState
 
 SHADES = " ░▒▓█"
+MASKED = "·"  # a key after the query: the causal mask hides it (its weight is exactly 0)
 
 
 def shade(w: float) -> str:
@@ -19,9 +21,12 @@ def shade(w: float) -> str:
 
 class AttentionView(PanelView):
     title = "Attention"
-    probes = frozenset({"attention"})
+    # "attention_grid" comes only while the context is short (gpt2core's GRID_MAX)
+    probes = frozenset({"attention", "attention_grid"})
     layer = 0
     head = -1  # -1: the average over heads
+    LABEL = 6  # characters of each piece in the grid's row labels
+    GRID_INTRO = "rows look back; · = masked"  # fits the narrowest panel (29 columns)
 
     def render_state(self, s: TurnState):
         att = s.probe("attention")  # (n_layer, n_head, T): this step's query row
@@ -35,19 +40,57 @@ class AttentionView(PanelView):
         row = att[self.layer].mean(axis=0) if self.head < 0 else att[self.layer, self.head]
         who = "average of heads" if self.head < 0 else f"head {self.head}"
         t = Text()
-        t.append(f"layer {self.layer + 1}/{n_layer}, {who} (F5/F6 layer, F7/F8 head)\n", "bold")
+        width = self.content_size.width or 32
+        t.append(f"layer {self.layer + 1}/{n_layer}, {who}", "bold")
+        hint = " (F5/F6 layer, F7/F8 head)"  # the footer shows the keys too: narrow drops it
+        t.append((hint if width >= 48 else "") + "\n", "dim")
         # the weights were computed for the position that predicted the newest token: the
         # context is everything before that token (the last T of them, after any slide)
         ids = s.output_ids[:-1][-T:]
-        order = sorted(range(T), key=lambda i: -row[i])[:8]
+        grid = s.probe("attention_grid")  # (n_layer, n_head, T, T), short contexts only
+        if grid is not None and grid.shape[-1] != T:
+            grid = None
+        if grid is not None:
+            g = grid[self.layer].mean(axis=0) if self.head < 0 else grid[self.layer, self.head]
+            n_reply = max(0, len(s.output_ids) - 1 - len(s.input_ids))
+            self._grid(t, g, [piece(s.tokenizer, i) for i in ids], n_reply, width)
+            top_n = 4  # the grid's last row is the strip: a shorter list keeps it on screen
+        else:
+            top_n = 8
+        order = sorted(range(T), key=lambda i: -row[i])[:top_n]
+        if grid is not None:
+            t.append(f"row {T - 1} looks most at:\n", style="dim")
+        label_w = 16 if width >= 48 else 8  # a narrow panel keeps each entry on one line
+        bar_w = max(1, min(20, width - (4 + 1 + label_w + 1 + 6 + 1)))
         for i in order:
-            label = (
-                safe(piece(s.tokenizer, ids[i])).replace("\n", "\\n")[:14] if i < len(ids) else "?"
-            )
-            bar = "█" * max(1, round(float(row[i]) * 20))
-            t.append(f"{i:>4} {label!r:<16} {float(row[i]):6.1%} ")
+            label = safe(piece(s.tokenizer, ids[i])).replace("\n", "\\n") if i < len(ids) else "?"
+            label = repr(label[: label_w - 2])
+            bar = "█" * max(1, round(float(row[i]) * bar_w))
+            t.append(f"{i:>4} {label:<{label_w}} {float(row[i]):6.1%} ")
             t.append(bar + "\n", style="magenta")
-        t.append("\nover the context (oldest left):\n", style="dim")
-        top = max(float(row.max()), 1e-9)  # shaded against the strongest: even flat rows show
-        t.append("".join(shade(float(w) / top) for w in row[-48:]) + "\n", style="magenta")
+        if grid is None:
+            t.append("\nover the context (oldest left):\n", style="dim")
+            top = max(float(row.max()), 1e-9)  # shaded against the strongest: flat rows show
+            t.append("".join(shade(float(w) / top) for w in row[-48:]) + "\n", style="magenta")
         return t
+
+    def _grid(self, t: Text, g: np.ndarray, pieces: list[str], n_reply: int, width: int):
+        """g: (T, T), row q the weights of query position q over keys 0..q; pieces: the T
+        context tokens; the last n_reply of them the model wrote. Each row is shaded
+        against its own strongest weight; keys after the query show the mask."""
+        T = g.shape[0]
+        label_w = 4 + self.LABEL + 1  # "  12 piece  "
+        cell = 2 if label_w + 2 * T <= width else 1
+        t.append(self.GRID_INTRO + "\n", style="dim")
+        t.append(" " * label_w)
+        t.append("".join(f"{k % 10:<{cell}}" for k in range(T)) + "\n", style="dim")
+        for q in range(T):
+            text = safe(pieces[q]) if q < len(pieces) else "?"
+            label = text.replace("\n", "\\n").replace(" ", "␣")[: self.LABEL]
+            reply = q >= T - n_reply  # a token the model wrote in this reply
+            t.append(f"{q:>3} ", style="cyan")
+            t.append(f"{label:<{self.LABEL}} ", style="bold" if reply else "")
+            top = max(float(g[q, : q + 1].max()), 1e-9)
+            shades = "".join(shade(float(w) / top) * cell for w in g[q, : q + 1])
+            t.append(shades, style="magenta")
+            t.append(MASKED.ljust(cell) * (T - q - 1) + "\n", style="dim")
