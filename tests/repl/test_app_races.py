@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from textual import events
 
 from repl.app import make_app
