@@ -2,7 +2,9 @@
 
   rate   decode tok/s shown by the real Textual app (driven by Pilot, headless) against
          the same model streamed headless in the same process (ratio printed; issue 9
-         asks >= 0.95x), and the last 100 tokens of a long reply against the first 100.
+         asks >= 0.95x).
+  long   one long reply in the app (default 1,000 tokens): the rate of its last 100
+         tokens against its first 100, timed as the app's worker receives each token.
   soak   300 prompts in one app session: RSS every 50 prompts (issue 8: memory stays flat).
 
     uv run python benchmarks/app.py rate --model scratch:DIR [--new-tokens 500]
@@ -97,6 +99,49 @@ def run_rate(model: str, new_tokens: int, rounds: int) -> None:
     print(f"median of the per-round ratios: {ratios[len(ratios) // 2]:.3f}")
 
 
+def run_long(model: str, new_tokens: int) -> None:
+    from gpt2core.generate import TokenEvent
+    from gpt2core.sampling import Settings
+    from repl.app import make_app
+
+    app = make_app(model=model, history_path=False)
+    settings = Settings(max_new_tokens=new_tokens, greedy=True, stop_at_eos=False, seed=0)
+    stamps: list[float] = []
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _wait_idle(app, pilot)
+            app.session.settings = settings
+            lm = app.session.current
+            stream = lm.stream
+
+            def timed(*args, **kw):  # the app's own stream, each token stamped on arrival
+                for event in stream(*args, **kw):
+                    if isinstance(event, TokenEvent):
+                        stamps.append(time.perf_counter())
+                    yield event
+
+            lm.stream = timed
+            for _ in timed("Once upon a time", settings):  # headless, the same stamps
+                pass
+            runs.append(list(stamps))
+            stamps.clear()
+            await _type(pilot, "Once upon a time")
+            await _wait_idle(app, pilot)
+            runs.append(list(stamps))
+
+    runs: list[list[float]] = []
+    asyncio.run(drive())
+    print(f"model {model}, one reply of {new_tokens} tokens, greedy")
+    for name, s in zip(("headless", "in the app"), runs, strict=True):
+        first = 99 / (s[100] - s[1])  # after the first token (prefill)
+        last = 99 / (s[-1] - s[-100])
+        print(
+            f"  {name:10}: tokens 2-101 {first:5.1f} tok/s   last 100 {last:5.1f} tok/s"
+            f"   last/first {last / first:.3f}"
+        )
+
+
 def run_soak(model: str, prompts: int) -> None:
     from gpt2core.sampling import Settings
     from repl.app import make_app
@@ -127,7 +172,7 @@ def run_soak(model: str, prompts: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["rate", "soak"])
+    p.add_argument("what", choices=["rate", "long", "soak"])
     p.add_argument("--model", default=None)
     p.add_argument("--preset", default="tiny", help="for the generated checkpoint")
     p.add_argument("--new-tokens", type=int, default=500)
@@ -138,6 +183,8 @@ def main() -> None:
     model = a.model or tiny_checkpoint(a.preset)
     if a.what == "rate":
         run_rate(model, a.new_tokens, a.rounds)
+    elif a.what == "long":
+        run_long(model, a.new_tokens)
     else:
         run_soak(model, a.prompts)
 
