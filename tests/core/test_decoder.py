@@ -83,8 +83,11 @@ def test_step_logits_equal_full_forward_after_in_place_updates(pair):
     np.testing.assert_allclose(dec._kv[1][0].numpy()[:, :, :140], ref[1][0].numpy(), atol=1e-5)
 
 
-def test_step_updates_the_cache_without_copying_it(pair):
-    """XLA must update the cache variables in place: no copy of a whole layer's cache."""
+@pytest.mark.parametrize("window", [64, 1024])
+def test_step_updates_the_cache_without_copying_it(pair, window):
+    """XLA must update the cache variables in place: no copy of a whole layer's cache, at
+    a small window and at the largest (n_positions rows), where a window that was the
+    whole variable once made XLA copy every cache variable twice per step."""
     import tensorflow as tf
 
     from gpt2core.generate import ScratchDecoder
@@ -93,12 +96,18 @@ def test_step_updates_the_cache_without_copying_it(pair):
     dec = ScratchDecoder(ours)
     dec.prefill(PROMPT)
     c = ours.config
+    assert window <= c.n_positions
     hlo = dec._fn.experimental_get_compiler_ir(
-        tf.constant([[1]]), tf.constant(len(PROMPT)), tf.constant(0), dec._window(64)
+        tf.constant([[1]]), tf.constant(window - 10), tf.constant(0), dec._window(window)
     )(stage="optimized_hlo")
-    whole = f"f32[1,{c.n_head},{c.n_positions},{c.head_size}]"
+    whole = f"f32[1,{c.n_head},{c.n_positions + 1},{c.head_size}]"  # the variables
+    window_rows = f"f32[1,{c.n_head},{window},{c.head_size}]"
     assert whole in hlo  # the variables are there ...
-    copies = [line for line in hlo.splitlines() if f"{whole}{{3,2,1,0}} copy(" in line]
+    copies = [
+        line
+        for line in hlo.splitlines()
+        if f"{whole}{{3,2,1,0}} copy(" in line or f"{window_rows}{{3,2,1,0}} copy(" in line
+    ]
     assert copies == []  # ... and never copied
 
 
