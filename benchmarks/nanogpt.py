@@ -23,6 +23,15 @@ The script
 4. runs ours, ``gpt2 train shakespeare --json`` (the shakespeare-cpu preset, seed 1337);
 5. prints both whole-split val losses, both wall times and their ratio.
 
+``--seeds 1337,1,2`` repeats steps 2-4 for each seed (one run at a time, in the order given
+and in --order within a seed) and then prints, per seed, both whole-split val losses and
+their difference, and the means over the seeds. nanoGPT's train.py fixes its seed
+(``torch.manual_seed(1337 + seed_offset)``), so for this the script writes a copy of it into
+--work that reads the seed from the environment variable NANOGPT_SEED (1337 when unset:
+otherwise the copy is identical) and runs that copy with the checkout as the working
+directory and on PYTHONPATH; the checkout's own train.py is not touched. Every nanoGPT run,
+1337 included, goes through the copy when --seeds is given. Ours gets ``--seed S``.
+
 Wall time is the whole process (start to exit: imports, data, model, evals, checkpoints;
 ours also compiles and writes a sample at the end). ms/iter is the loop only: nanoGPT's own
 per-iteration times without the first step and without the steps whose time includes an
@@ -165,25 +174,54 @@ ITER = re.compile(r"^iter (\d+): loss ([\d.]+), time ([\d.]+)ms")
 STEP = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 
 
-def run_nanogpt(checkout: Path, python: str, work: Path, max_iters: int) -> dict:
+SEED_LINE = "torch.manual_seed(1337 + seed_offset)"
+
+
+def seeded_train_py(checkout: Path, work: Path) -> Path:
+    """A copy of nanoGPT's train.py, in work, whose seed is $NANOGPT_SEED (default 1337)."""
+    src = (checkout / "train.py").read_text()
+    assert src.count(SEED_LINE) == 1, f"{checkout / 'train.py'}: expected one {SEED_LINE!r}"
+    dst = work / "train_seeded.py"
+    seeded = "torch.manual_seed(int(os.environ.get('NANOGPT_SEED', '1337')) + seed_offset)"
+    dst.write_text(src.replace(SEED_LINE, seeded))
+    return dst
+
+
+def run_nanogpt(
+    checkout: Path, python: str, work: Path, max_iters: int, seed: int | None = None
+) -> dict:
     out_dir = work / "out-nanogpt"
     shutil.rmtree(out_dir, ignore_errors=True)
     recipe = [a for a in NANOGPT_RECIPE if not a.startswith(("--max_iters", "--lr_decay_iters"))]
+    env = None
+    train_py = "train.py"
+    if seed is not None:
+        train_py = str(seeded_train_py(checkout, work))
+        env = {
+            **os.environ,
+            "NANOGPT_SEED": str(seed),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(checkout.resolve()), os.environ.get("PYTHONPATH")])
+            ),
+        }
     cmd = [
         python,
         "-u",
-        "train.py",
+        train_py,
         *recipe,
         f"--max_iters={max_iters}",
         f"--lr_decay_iters={max_iters}",
         "--always_save_checkpoint=True",
         f"--out_dir={out_dir}",
     ]
-    print(f"nanoGPT: load {loadavg()}; {' '.join(cmd[2:])}", flush=True)
+    tag = "" if seed is None else f" seed {seed} (NANOGPT_SEED)"
+    print(f"nanoGPT{tag}: load {loadavg()}; {' '.join(cmd[2:])}", flush=True)
+    load_before = loadavg()
     dts: dict[int, float] = {}
     estimates: dict[int, float] = {}
     wall = 0.0
-    for t, line in timed_lines(cmd, checkout, work / "nanogpt.log"):
+    log = work / ("nanogpt.log" if seed is None else f"nanogpt-seed{seed}.log")
+    for t, line in timed_lines(cmd, checkout, log, env=env):
         if line is None:
             wall = t
         elif m := ITER.match(line):
@@ -203,6 +241,7 @@ def run_nanogpt(checkout: Path, python: str, work: Path, max_iters: int) -> dict
         "eval_and_save_s": evals,
         "val_estimate": estimates.get(max_iters),
         "ckpt": out_dir / "ckpt.pt",
+        "load_before": load_before,
     }
 
 
@@ -226,23 +265,27 @@ def eval_nanogpt(checkout: Path, python: str, work: Path, val_ids: np.ndarray) -
     return got
 
 
-def run_ours(work: Path, max_iters: int) -> dict:
+def run_ours(work: Path, max_iters: int, seed: int | None = None) -> dict:
     out = work / "out-ours"
     shutil.rmtree(out, ignore_errors=True)
     gpt2 = shutil.which("gpt2", path=str(Path(sys.executable).parent)) or "gpt2"
     cmd = [gpt2, "train", "shakespeare", "--out", str(out), "--json", "--no-progress"]
     if max_iters != 2000:
         cmd += ["--max-iters", str(max_iters)]
-    print(f"ours: load {loadavg()}; gpt2 {' '.join(cmd[1:])}", flush=True)
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    load_before = loadavg()
+    print(f"ours: load {load_before}; gpt2 {' '.join(cmd[1:])}", flush=True)
     summary, wall = None, 0.0
-    for t, line in timed_lines(cmd, None, work / "ours.log"):
+    log = work / ("ours.log" if seed is None else f"ours-seed{seed}.log")
+    for t, line in timed_lines(cmd, None, log):
         if line is None:
             wall = t
         elif line.startswith("{"):
             summary = json.loads(line)
     if summary is None:
-        sys.exit(f"no JSON summary from gpt2 train; see {work / 'ours.log'}")
-    return {**summary, "process_wall_s": wall}
+        sys.exit(f"no JSON summary from gpt2 train; see {log}")
+    return {**summary, "process_wall_s": wall, "load_before": load_before}
 
 
 def main() -> None:
@@ -252,7 +295,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="logs and checkpoints (default: tmp)")
     ap.add_argument("--max-iters", type=int, default=2000)
     ap.add_argument("--order", choices=["nanogpt-first", "ours-first"], default="nanogpt-first")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds, e.g. 1337,1,2: one nanoGPT run and one of ours per seed",
+    )
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
 
     work = args.work or Path(tempfile.mkdtemp(prefix="nanogpt-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -263,10 +312,29 @@ def main() -> None:
     )
     val_ids, _ = prepare_nanogpt_data(args.nanogpt)
 
-    def nano():
-        r = run_nanogpt(args.nanogpt, args.torch_python, work, args.max_iters)
+    def nano(seed=None):
+        r = run_nanogpt(args.nanogpt, args.torch_python, work, args.max_iters, seed)
         r.update(eval_nanogpt(args.nanogpt, args.torch_python, work, val_ids))
         return r
+
+    if seeds:
+        print(f"load at start: {loadavg()}", flush=True)
+        rows = []
+        for seed in seeds:
+            if args.order == "nanogpt-first":
+                n = nano(seed)
+                o = run_ours(work, args.max_iters, seed)
+            else:
+                o = run_ours(work, args.max_iters, seed)
+                n = nano(seed)
+            rows.append((seed, n, o))
+            print(
+                f"seed {seed}: nanoGPT {n['val_loss']:.4f}, ours {o['val_loss']:.4f}, "
+                f"ours - nanoGPT {o['val_loss'] - n['val_loss']:+.4f}",
+                flush=True,
+            )
+        report_seeds(rows, loadavg())
+        return
 
     if args.order == "nanogpt-first":
         n = nano()
@@ -296,6 +364,46 @@ def main() -> None:
         f"ours/nanoGPT: wall {ratio:.2f}x (goal <= 0.85x: {'met' if ratio <= 0.85 else 'missed'}), "
         f"ms/iter {o['ms_per_iter'] / n['ms_per_iter']:.2f}x, val loss {dv:+.4f} "
         f"(goal <= +0.01: {'met' if dv <= 0.01 else 'missed'})"
+    )
+
+
+def report_seeds(rows: list, load_after: str) -> None:
+    """Per-seed whole-split val losses of both, their difference, and the means."""
+    n0 = rows[0][1]
+    print()
+    print(f"torch {n0['torch']} ({n0['threads']} threads); load after: {load_after}")
+    print(
+        "| seed | nanoGPT val loss | ours val loss | ours - nanoGPT | nanoGPT 20-batch estimate "
+        "| nanoGPT wall s (ms/iter mean, median; load at start) "
+        "| ours wall s (ms/iter; load at start) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for seed, n, o in rows:
+        print(
+            f"| {seed} | {n['val_loss']:.4f} | {o['val_loss']:.4f} "
+            f"| {o['val_loss'] - n['val_loss']:+.4f} | {n['val_estimate']} "
+            f"| {n['wall_s']:.1f} ({n['ms_per_iter']:.1f}, {n['ms_per_iter_median']:.1f}; "
+            f"{n['load_before']}) "
+            f"| {o['process_wall_s']:.1f} ({o['ms_per_iter']:.1f}; {o['load_before']}) |"
+        )
+    nv = [n["val_loss"] for _, n, _ in rows]
+    ov = [o["val_loss"] for _, _, o in rows]
+    dv = [b - a for a, b in zip(nv, ov, strict=True)]
+    mn, mo, md = float(np.mean(nv)), float(np.mean(ov)), float(np.mean(dv))
+
+    def sd(v: list[float]) -> float:
+        return float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+
+    print(f"| mean ({len(rows)} seeds) | {mn:.4f} | {mo:.4f} | {md:+.4f} | | | |")
+    print(
+        f"sample std over seeds: nanoGPT {sd(nv):.4f}, ours {sd(ov):.4f}, difference {sd(dv):.4f}"
+    )
+    wn = float(np.mean([n["wall_s"] for _, n, _ in rows]))
+    wo = float(np.mean([o["process_wall_s"] for _, _, o in rows]))
+    print(
+        f"mean over seeds: ours - nanoGPT val loss {md:+.4f} "
+        f"(goal <= +0.01: {'met' if md <= 0.01 else 'missed'}); "
+        f"mean wall ours/nanoGPT {wo / wn:.2f}x"
     )
 
 
