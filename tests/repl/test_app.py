@@ -42,6 +42,15 @@ async def settle(app, pilot, timeout=120.0):
     await pilot.pause()
 
 
+async def until(pilot, cond, n=300, every=0.02):
+    """Pause until cond() holds (at most n pauses of ``every`` seconds)."""
+    for _ in range(n):
+        await pilot.pause(every)
+        if cond():
+            return
+    raise AssertionError("timed out")
+
+
 async def submit(pilot, text):
     for ch in text:
         await pilot.press(ch if ch != " " else "space")

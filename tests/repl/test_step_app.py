@@ -3,24 +3,22 @@
 from repl.app import make_app
 from repl.widgets import ChatTurn, SidePanel
 from repl.widgets.views import NextTokenView
-from tests.repl.test_app import SIZE, notices, settle, submit, text_of
+from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
 
-async def _until(pilot, cond, n=300):
-    for _ in range(n):
-        await pilot.pause(0.02)
-        if cond():
-            return
-    raise AssertionError("timed out")
+async def _open_step(app, pilot, *settings):
+    """A tiny real model, these :set lines, then `:step Once upon a time` until it opens."""
+    await settle(app, pilot)
+    for line in settings:
+        await submit(pilot, line)
+    await submit(pilot, ":step Once upon a time")
+    await until(pilot, lambda: app.stepper is not None)
 
 
 async def test_step_keys_force_accept_undo_and_finish(scratch_tiny_dir):
     app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
-        await submit(pilot, ":set greedy=true")
-        await submit(pilot, ":step Once upon a time")
-        await _until(pilot, lambda: app.stepper is not None)
+        await _open_step(app, pilot, ":set greedy=true")
         panel = app.query_one(SidePanel)
         assert isinstance(panel.view, NextTokenView)
         assert "step 0" in text_of(panel.view) and "sampling pipeline" in text_of(panel.view)
@@ -30,10 +28,10 @@ async def test_step_keys_force_accept_undo_and_finish(scratch_tiny_dir):
         second = st.proposal.candidates[1].token_id
         for key, n in (("2", 1), ("enter", 2), ("backspace", 1)):
             await pilot.press(key)
-            await _until(pilot, lambda n=n: len(st.tokens) == n)
+            await until(pilot, lambda n=n: len(st.tokens) == n)
         third = st.proposal.candidates[2].token_id
         await pilot.press("3")
-        await _until(pilot, lambda: len(st.tokens) == 2)
+        await until(pilot, lambda: len(st.tokens) == 2)
         await pilot.press("escape")
         await settle(app, pilot)
         assert app.stepper is None and not app.generating
@@ -56,21 +54,18 @@ async def test_branches_and_branch_n_switch_inside_step_mode(scratch_tiny_dir):
     output_ids follow the branch, and the left path becomes a branch."""
     app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
-        await submit(pilot, ":set greedy=true")
-        await submit(pilot, ":step Once upon a time")
-        await _until(pilot, lambda: app.stepper is not None)
+        await _open_step(app, pilot, ":set greedy=true")
         st = app.stepper
         tok = st.lm.tokenizer
         c2 = st.proposal.candidates[1].token_id
         await pilot.press("2")
-        await _until(pilot, lambda: len(st.tokens) == 1)
+        await until(pilot, lambda: len(st.tokens) == 1)
         await app.workers.wait_for_complete()  # the step's proposal is drawn too
         pick = st.proposal.token_id
         c3, c4 = (st.proposal.candidates[k].token_id for k in (2, 3))
         for key, n in (("enter", 2), ("backspace", 1), ("3", 2), ("backspace", 1), ("4", 2)):
             await pilot.press(key)
-            await _until(pilot, lambda n=n: len(st.tokens) == n)
+            await until(pilot, lambda n=n: len(st.tokens) == n)
             await app.workers.wait_for_complete()
         new = lambda: [r.token_id for r in st.tokens]  # noqa: E731
         assert new() == [c2, c4]
@@ -85,7 +80,7 @@ async def test_branches_and_branch_n_switch_inside_step_mode(scratch_tiny_dir):
         assert new() == [c2, c4]  # typing the command took no step
 
         await submit(pilot, ":branch 1")
-        await _until(pilot, lambda: new() == [c2, pick])
+        await until(pilot, lambda: new() == [c2, pick])
         await pilot.pause(0.1)
         widget = list(app.query(ChatTurn))[-1]
         assert widget.completion == tok.decode([c2, pick])
@@ -113,15 +108,11 @@ async def test_step_mode_colours_each_token_by_its_probability(scratch_tiny_dir)
 
     app = make_app(model=f"scratch:{scratch_tiny_dir}", history_path=False)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
-        await submit(pilot, ":set greedy=true")
-        await submit(pilot, ":set color=surprisal")
-        await submit(pilot, ":step Once upon a time")
-        await _until(pilot, lambda: app.stepper is not None)
+        await _open_step(app, pilot, ":set greedy=true", ":set color=surprisal")
         st = app.stepper
         for key, n in (("5", 1), ("enter", 2), ("4", 3)):
             await pilot.press(key)
-            await _until(pilot, lambda n=n: len(st.tokens) == n)
+            await until(pilot, lambda n=n: len(st.tokens) == n)
             await app.workers.wait_for_complete()
         await pilot.pause(0.1)
         widget = list(app.query(ChatTurn))[-1]

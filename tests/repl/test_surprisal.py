@@ -54,13 +54,17 @@ class TTY(io.StringIO):
         return True
 
 
-def _run_plain(out, colour):
+def _plain(out, settings):
+    """Line mode over the Sure fake, with these settings."""
     session = Session(model="scratch", loader=FakeLoader(models={"scratch": Sure("s")}),
                       history_path=False)  # fmt: skip
     session.load("scratch")
-    session.handle(f":set color={colour} max_new_tokens=6 greedy=true")
-    repl = PlainREPL(session, out=out, err=io.StringIO())
-    repl.run_line("go")
+    session.handle(f":set {settings}")
+    return PlainREPL(session, out=out, err=io.StringIO())
+
+
+def _run_plain(out, colour):
+    _plain(out, f"color={colour} max_new_tokens=6 greedy=true").run_line("go")
     return out.getvalue()
 
 
@@ -83,15 +87,11 @@ def test_set_color_rejects_other_values():
 
 def _run_plain_steps(out, colour):
     """Step mode in line mode: force a gamble (candidate 5), accept twice, finish."""
-    session = Session(model="scratch", loader=FakeLoader(models={"scratch": Sure("s")}),
-                      history_path=False)  # fmt: skip
-    session.load("scratch")
-    session.handle(f":set color={colour} greedy=true")
-    repl = PlainREPL(session, out=out, err=io.StringIO())
+    repl = _plain(out, f"color={colour} greedy=true")
     lines = iter(["5", "", "", "."])
     repl.read = lambda prompt="": next(lines, None)
     repl.run_line(":step go")
-    return out.getvalue(), session.turns[-1]
+    return out.getvalue(), repl.session.turns[-1]
 
 
 def test_plain_step_mode_colours_on_a_terminal_and_never_into_a_pipe():

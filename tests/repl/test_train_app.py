@@ -6,7 +6,7 @@ from repl.widgets import PromptInput, SidePanel
 from repl.widgets.views import TrainingView
 from tests.conftest import SHAKESPEARE
 from tests.repl.fakes import FakeLoader
-from tests.repl.test_app import SIZE, notices, settle, submit, text_of
+from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
 
 def _corpus(tmp_path):
@@ -16,11 +16,7 @@ def _corpus(tmp_path):
 
 
 async def _until(pilot, cond, n=3000):
-    for _ in range(n):
-        await pilot.pause(0.05)
-        if cond():
-            return
-    raise AssertionError("timed out")
+    await until(pilot, cond, n, every=0.05)
 
 
 async def test_train_in_the_app_plots_and_finishes(tmp_path):
