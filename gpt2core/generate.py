@@ -484,10 +484,13 @@ class ScratchDecoder:
 
     def compile(self, prompt_lengths=(), windows=()) -> None:
         """Compile the prefill shapes for these prompt lengths and the step shapes for
-        these window sizes now (the cache contents are scratch afterwards)."""
-        for length in prompt_lengths:
-            self.prefill([0] * length)
+        these window sizes now, skipping shapes already compiled (the cache contents are
+        scratch afterwards)."""
         n = self.config.n_positions
+        for length in prompt_lengths:
+            padded = bucket(length, self.MIN_PROMPT, n)
+            if (padded, bucket(padded, self.MIN_CACHE, n)) not in self.compiled:
+                self.prefill([0] * length)
         for size in windows:
             size = bucket(size, self.MIN_CACHE, n)
             if (1, size) not in self.compiled:
@@ -543,9 +546,7 @@ class ScratchLM(LanguageModel):
         while windows[-1] < last:
             windows.append(windows[-1] * 2)
         with self.busy:
-            if (prefill, bucket(prefill, ScratchDecoder.MIN_CACHE, n)) not in d.compiled:
-                d.compile(prompt_lengths=(prefill,))
-            d.compile(windows=windows)
+            d.compile(prompt_lengths=(prefill,), windows=windows)  # skips what is compiled
 
     BACKGROUND_PROMPT = 512  # prompts up to this long get their first token without a compile
 
