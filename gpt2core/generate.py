@@ -328,6 +328,12 @@ class ScratchDecoder:
       two (at least ``MIN_CACHE``, at most n_positions), never over the whole allocation.
       The length of the ``window`` argument carries that size, so the function is traced
       once and XLA compiles it once per (prompt bucket, window bucket) shape.
+    - Except for long windows: a window is a slice of the variables, and XLA copies it
+      (more than once) to attend over it and to take the new row back out, which grows
+      with the window. From ``IN_PLACE_FROM`` rows on, a step instead attends over the
+      whole variables, which it updates in place and reads without a copy (a second
+      compiled function, ``_full_fn``): at 124M that step runs at one speed from position
+      256 to the end (30 tok/s where the windowed step fell from 29 to 23; 2 cores).
     - Prompts are right-padded to a power of two (at least ``MIN_PROMPT``); padding
       positions write junk rows after the prompt, which the causal mask hides and each
       new token overwrites before any query can see it.
@@ -335,11 +341,13 @@ class ScratchDecoder:
       positions would cost a (T, V) matmul for nothing), and the head multiplies by wte
       with ``transpose_b``, so no transposed copy of wte is kept.
 
-    ``traces`` counts Python traces of the compiled function (1 after the first call).
+    ``traces`` counts Python traces of the compiled functions (1 after the first call; 2
+    once a step has attended over the whole variables).
     """
 
     MIN_CACHE = 64
     MIN_PROMPT = 16
+    IN_PLACE_FROM = 512  # steps with windows this long attend over the whole variables
     PROBES = frozenset({"attention", "attention_grid", "lens"})
 
     def __init__(self, model):
@@ -360,6 +368,10 @@ class ScratchDecoder:
             tf.TensorSpec([None], tf.int32),  # window (S,): attend over cache rows < S
         ]
         self._fn = tf.function(self._step_impl, input_signature=signature, jit_compile=True)
+        # one token attending over the whole cache variables, updated in place (no window)
+        self._full_fn = tf.function(
+            self._full_impl, input_signature=signature[:3], jit_compile=True
+        )
         # The same step with the teaching probes (attention rows, logit lens): a second
         # compiled function, traced only when a view asks for them.
         self._probe_fn = tf.function(self._probe_impl, input_signature=signature, jit_compile=True)
@@ -382,6 +394,9 @@ class ScratchDecoder:
     def _step_impl(self, token_ids, index, last, window):
         return self._run_impl(token_ids, index, last, window)
 
+    def _full_impl(self, token_ids, index, last):
+        return self._run_impl(token_ids, index, last, None)
+
     def _probe_impl(self, token_ids, index, last, window):
         return self._run_impl(token_ids, index, last, window, probe=True)
 
@@ -392,12 +407,15 @@ class ScratchDecoder:
 
         self.traces += 1
         c = self.config
-        s = tf.shape(window)[0]  # a compile-time constant under XLA
         t = tf.shape(token_ids)[1]
         # Each variable is read once and written once, with only its T new rows, so XLA can
         # update it in place (with region analysis on: see gpt2core/__init__.py).
         values = tuple((k.read_value(), v.read_value()) for k, v in self._kv)
-        cache = tuple((k[:, :, :s], v[:, :, :s]) for k, v in values)  # L x 2 x (1, nh, S, hs)
+        if window is None:  # the whole variables: L x 2 x (1, nh, n_positions + 1, hs)
+            cache = values
+        else:
+            s = tf.shape(window)[0]  # a compile-time constant under XLA
+            cache = tuple((k[:, :, :s], v[:, :, :s]) for k, v in values)  # L x 2 x (1, nh, S, hs)
         if probe:
             _, hidden, cache, attention, residuals = self.model.probe_with_cache(
                 token_ids, cache, index
@@ -408,6 +426,9 @@ class ScratchDecoder:
         size = [1, c.n_head, t, c.head_size]
         for variables, old, new in zip(self._kv, values, cache, strict=True):
             for var, before, after in zip(variables, old, new, strict=True):
+                if window is None:
+                    var.assign(after)  # the variable with its new rows: in place
+                    continue
                 rows = xla.dynamic_slice(after, start, size)  # (1, nh, T, hs): the new rows
                 var.assign(xla.dynamic_update_slice(before, rows, start))  # in place
         h = tf.gather(hidden, last, axis=1)  # (1, T, C) -> (1, C)
@@ -463,7 +484,10 @@ class ScratchDecoder:
                 g = grid.numpy()[:, :, :context, :context]  # (L, nh, T, T): a whole prompt
                 self.probed["attention_grid"] = g
             return logits.numpy()
-        logits = self._fn(*args)
+        if len(ids) == 1 and size >= self.IN_PLACE_FROM:
+            logits = self._full_fn(*args[:3])
+        else:
+            logits = self._fn(*args)
         self.compiled.add((len(ids), size))
         return logits.numpy()
 

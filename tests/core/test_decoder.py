@@ -63,11 +63,15 @@ def test_greedy_ids_equal_transformers_across_every_cache_size(pair, gpt2_tokeni
     assert max(windows) == (1024 if n == 600 else 128)  # attended a prefix, not 1,024 rows
 
 
-def test_step_logits_equal_full_forward_after_in_place_updates(pair):
+@pytest.mark.parametrize("in_place_from", [512, 128])
+def test_step_logits_equal_full_forward_after_in_place_updates(pair, monkeypatch, in_place_from):
+    """Windowed steps, and (from the 128-row window on, when IN_PLACE_FROM is 128) steps
+    that attend over the whole variables, give the full forward pass's logits."""
     import tensorflow as tf
 
     from gpt2core.generate import ScratchDecoder
 
+    monkeypatch.setattr(ScratchDecoder, "IN_PLACE_FROM", in_place_from)
     _, ours = pair
     dec = ScratchDecoder(ours)
     ids = np.random.RandomState(0).randint(0, 50257, 140).tolist()
@@ -83,11 +87,12 @@ def test_step_logits_equal_full_forward_after_in_place_updates(pair):
     np.testing.assert_allclose(dec._kv[1][0].numpy()[:, :, :140], ref[1][0].numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("window", [64, 1024])
+@pytest.mark.parametrize("window", [64, 1024, "whole"])
 def test_step_updates_the_cache_without_copying_it(pair, window):
     """XLA must update the cache variables in place: no copy of a whole layer's cache, at
-    a small window and at the largest (n_positions rows), where a window that was the
-    whole variable once made XLA copy every cache variable twice per step."""
+    a small window, at the largest (n_positions rows), where a window that was the whole
+    variable once made XLA copy every cache variable twice per step, and in the step that
+    attends over the whole variables."""
     import tensorflow as tf
 
     from gpt2core.generate import ScratchDecoder
@@ -96,10 +101,15 @@ def test_step_updates_the_cache_without_copying_it(pair, window):
     dec = ScratchDecoder(ours)
     dec.prefill(PROMPT)
     c = ours.config
-    assert window <= c.n_positions
-    hlo = dec._fn.experimental_get_compiler_ir(
-        tf.constant([[1]]), tf.constant(window - 10), tf.constant(0), dec._window(window)
-    )(stage="optimized_hlo")
+    if window == "whole":
+        window = c.n_positions + 1
+        hlo = dec._full_fn.experimental_get_compiler_ir(
+            tf.constant([[1]]), tf.constant(c.n_positions - 10), tf.constant(0)
+        )(stage="optimized_hlo")
+    else:
+        hlo = dec._fn.experimental_get_compiler_ir(
+            tf.constant([[1]]), tf.constant(window - 10), tf.constant(0), dec._window(window)
+        )(stage="optimized_hlo")
     whole = f"f32[1,{c.n_head},{c.n_positions + 1},{c.head_size}]"  # the variables
     window_rows = f"f32[1,{c.n_head},{window},{c.head_size}]"
     assert whole in hlo  # the variables are there ...
@@ -117,7 +127,7 @@ def test_one_trace_for_every_prompt_length_and_window(pair, gpt2_tokenizer):
     for n in (1, 3, 17, 40, 60, 300, 700):  # prompt buckets 16 .. 1024, windows 64 .. 1024
         prompt = np.random.RandomState(n).randint(0, 50257, n).tolist()
         _greedy(lm, prompt, 20)
-    assert lm.decoder.traces == 1
+    assert lm.decoder.traces == 2  # the windowed function, and the whole-variable step
     assert len(lm.decoder.compiled) >= 8  # many XLA shapes, one Python trace
 
 
