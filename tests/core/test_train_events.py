@@ -80,6 +80,13 @@ def test_a_run_reports_its_events_in_order_with_samples_from_the_current_weights
     assert steps[0].tokens_per_s == 0.0 and steps[0].eta_s is None  # the compile step
     assert all(e.tokens_per_s > 0 and e.eta_s is not None for e in steps[2:])
     assert steps[-1].eta_s == 0.0 and steps[-1].elapsed_s > steps[0].elapsed_s
+    # each step reports the learning rate it used: warmup over 2 steps, then cosine decay
+    from gpt2core.train import lr_at
+
+    cfg = tiny(corpus, out)
+    want = [float(lr_at(e.iter - 1, cfg)) for e in steps]
+    assert [e.lr for e in steps] == pytest.approx(want, rel=1e-6)
+    assert steps[0].lr < steps[1].lr == pytest.approx(3e-3) and steps[-1].lr < steps[2].lr
 
     evals = [e for e in events if isinstance(e, TrainEval)]
     assert [e.iter for e in evals] == [0, 10] and evals[0].best
