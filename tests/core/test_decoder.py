@@ -170,3 +170,32 @@ def test_compile_for_compiles_every_shape_the_generation_uses(
     assert before  # it compiled something (so the check below can fail)
     _greedy(lm, prompt, new)
     assert lm.decoder.compiled == before
+
+
+def test_probed_steps_and_whole_cache_steps_share_one_cache(pair, monkeypatch):
+    """A view switched on mid-reply asks for probes, which run the windowed function, while
+    the other steps past IN_PLACE_FROM attend over the whole variables: both write the same
+    cache, so mixing them (and stepping back) gives the windowed steps' logits."""
+    from gpt2core.generate import ScratchDecoder
+
+    _, ours = pair
+    ids = np.random.RandomState(1).randint(0, 50257, 200).tolist()
+
+    def run(in_place_from):
+        monkeypatch.setattr(ScratchDecoder, "IN_PLACE_FROM", in_place_from)
+        dec = ScratchDecoder(ours)
+        out = [dec.prefill(ids[:5])]
+        for t in range(5, 200):
+            probes = {"attention"} if t % 3 == 0 else set()
+            out.append(dec.step(ids[t], probes=probes))
+            if t == 150:  # undo two steps (step mode's Backspace), then redo them
+                dec.index -= 2
+                out = out[:-2]
+                out.append(dec.step(ids[149]))
+                out.append(dec.step(ids[150]))
+        return np.stack(out), dec
+
+    windowed, _ = run(10**9)  # never the whole-cache step
+    mixed, dec = run(64)  # whole-cache steps from the 64-row window on
+    assert (1, 256) in dec.compiled and dec.traces == 3  # windowed, whole-cache, probed
+    np.testing.assert_allclose(mixed, windowed, atol=1e-5)
