@@ -329,11 +329,13 @@ class ScratchDecoder:
       The length of the ``window`` argument carries that size, so the function is traced
       once and XLA compiles it once per (prompt bucket, window bucket) shape.
     - Except for long windows: a window is a slice of the variables, and XLA copies it
-      (more than once) to attend over it and to take the new row back out, which grows
-      with the window. From ``IN_PLACE_FROM`` rows on, a step instead attends over the
-      whole variables, which it updates in place and reads without a copy (a second
-      compiled function, ``_full_fn``): at 124M that step runs at one speed from position
-      256 to the end (30 tok/s where the windowed step fell from 29 to 23; 2 cores).
+      three times per step (to attend over it with the new row, and twice more to take
+      that row back out for the variable's write), which grows with the window. From
+      ``IN_PLACE_FROM`` rows on, a step instead attends over the whole variables, which
+      it updates in place (a second compiled function, ``_full_fn``); XLA still copies
+      each variable once for the attention's operand, at one cost whatever the position.
+      At 124M on 2 cores: 29-30 tok/s from position 512 to the end, where the windowed
+      step fell to 26 by position 600.
     - Prompts are right-padded to a power of two (at least ``MIN_PROMPT``); padding
       positions write junk rows after the prompt, which the causal mask hides and each
       new token overwrites before any query can see it.
