@@ -89,10 +89,12 @@ def test_step_logits_equal_full_forward_after_in_place_updates(pair, monkeypatch
 
 @pytest.mark.parametrize("window", [64, 1024, "whole"])
 def test_step_updates_the_cache_without_copying_it(pair, window):
-    """XLA must update the cache variables in place: no copy of a whole layer's cache, at
-    a small window, at the largest (n_positions rows), where a window that was the whole
-    variable once made XLA copy every cache variable twice per step, and in the step that
-    attends over the whole variables."""
+    """XLA must update the cache variables in place: no copy instruction of a whole
+    layer's cache, at a small window, at the largest (n_positions rows), where a window
+    that was the whole variable once made XLA copy every cache variable twice per step,
+    and in the step that attends over the whole variables. (Copies fused into other
+    work are not seen here: the whole-cache step keeps one, for the attention's operand,
+    see ScratchDecoder's docstring.)"""
     import tensorflow as tf
 
     from gpt2core.generate import ScratchDecoder
