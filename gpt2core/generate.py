@@ -338,7 +338,8 @@ class ScratchDecoder:
       step fell to 26 by position 600.
     - Prompts are right-padded to a power of two (at least ``MIN_PROMPT``); padding
       positions write junk rows after the prompt, which the causal mask hides and each
-      new token overwrites before any query can see it.
+      new token overwrites before any query can see it. A one-token prompt runs as a
+      step (``prompt_rows``), so it needs no compile of its own.
     - Only the last real position goes through the head (the prefill's other T - 1
       positions would cost a (T, V) matmul for nothing), and the head multiplies by wte
       with ``transpose_b``, so no transposed copy of wte is kept.
@@ -493,11 +494,16 @@ class ScratchDecoder:
         self.compiled.add((len(ids), size))
         return logits.numpy()
 
+    def prompt_rows(self, length: int) -> int:
+        """How many rows a prompt of ``length`` tokens runs as: one token as a step (the
+        step's shape, compiled anyway: unconditional text and the trainer's samples start
+        from one token), longer ones padded to a power of two (at least MIN_PROMPT)."""
+        return 1 if length == 1 else bucket(length, self.MIN_PROMPT, self.config.n_positions)
+
     def prefill(self, ids: list[int], capacity: int = 0, probes=frozenset()) -> np.ndarray:
         """Start a generation: the prompt at positions 0.. (``capacity`` is not needed:
         the cache is sized by the model's window, attended by the written prefix)."""
-        n_ctx = self.config.n_positions
-        padded = bucket(len(ids), self.MIN_PROMPT, n_ctx)
+        padded = self.prompt_rows(len(ids))
         tokens = list(ids) + [0] * (padded - len(ids))  # (Tp,) right-padded with id 0
         logits = self.run(tokens, 0, len(ids) - 1, probes)
         self.index = len(ids)
@@ -514,7 +520,7 @@ class ScratchDecoder:
         scratch afterwards)."""
         n = self.config.n_positions
         for length in prompt_lengths:
-            padded = bucket(length, self.MIN_PROMPT, n)
+            padded = self.prompt_rows(length)
             if (padded, bucket(padded, self.MIN_CACHE, n)) not in self.compiled:
                 self.prefill([0] * length)
         for size in windows:
@@ -561,18 +567,18 @@ class ScratchLM(LanguageModel):
             while size < top:
                 windows.append(size)
                 size *= 2
-            self.decoder.compile(prompt_lengths=(1,), windows=(*windows, top))
+            short = ScratchDecoder.MIN_PROMPT  # a short prompt's shape (one token runs as a step)
+            self.decoder.compile(prompt_lengths=(short,), windows=(*windows, top))
 
     def compile_for(self, prompt: str, settings: Settings) -> None:
         ids, _ = self.prepare_prompt(prompt, settings)
         n, d = self.n_positions, self.decoder
-        prefill = bucket(len(ids), ScratchDecoder.MIN_PROMPT, n)
         last = bucket(min(len(ids) + settings.max_new_tokens, n), ScratchDecoder.MIN_CACHE, n)
         windows = [bucket(len(ids) + 1, ScratchDecoder.MIN_CACHE, n)]
         while windows[-1] < last:
             windows.append(windows[-1] * 2)
         with self.busy:
-            d.compile(prompt_lengths=(prefill,), windows=windows)  # skips what is compiled
+            d.compile(prompt_lengths=(len(ids),), windows=windows)  # skips what is compiled
 
     BACKGROUND_PROMPT = 512  # prompts up to this long get their first token without a compile
 

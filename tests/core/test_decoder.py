@@ -201,3 +201,18 @@ def test_probed_steps_and_whole_cache_steps_share_one_cache(pair, monkeypatch):
     mixed, dec = run(64)  # whole-cache steps from the 64-row window on
     assert (1, 256) in dec.compiled and dec.traces == 3  # windowed, whole-cache, probed
     np.testing.assert_allclose(mixed, windowed, atol=1e-5)
+
+
+def test_a_one_token_prompt_runs_as_a_step(pair):
+    """Unconditional text (the end-of-text token) and the trainer's samples ("\\n") start
+    from one token: that prefill is the step's shape, so it compiles nothing of its own."""
+    import tensorflow as tf
+
+    from gpt2core.generate import ScratchDecoder
+
+    _, ours = pair
+    dec = ScratchDecoder(ours)
+    got = [dec.prefill([50256]), dec.step(11), dec.step(7454)]
+    assert dec.compiled == {(1, 64)}  # no (16, 64) prefill shape
+    full = ours(tf.constant([[50256, 11, 7454]])).numpy()[0]  # (T, V)
+    np.testing.assert_allclose(np.stack(got), full, atol=1e-5)
