@@ -494,6 +494,15 @@ class ScratchDecoder:
         self.compiled.add((len(ids), size))
         return logits.numpy()
 
+    def windows(self, first: int, last: int) -> list[int]:
+        """The step windows that positions ``first``..``last`` attend over, each once and
+        in order: the buckets from bucket(first) up to bucket(last), capped at n_positions."""
+        n = self.config.n_positions
+        out = [bucket(first, self.MIN_CACHE, n)]
+        while out[-1] < bucket(last, self.MIN_CACHE, n):
+            out.append(min(out[-1] * 2, n))
+        return out
+
     def prompt_rows(self, length: int) -> int:
         """How many rows a prompt of ``length`` tokens runs as: one token as a step (the
         step's shape, compiled anyway: unconditional text and the trainer's samples start
@@ -561,22 +570,14 @@ class ScratchLM(LanguageModel):
         """Compile the shapes a typical turn uses (a short prompt; windows of up to 256
         positions), so the first prompts do not wait for XLA."""
         with self.busy:
-            top = min(max(capacities), self.n_positions)
-            windows = []
-            size = ScratchDecoder.MIN_CACHE
-            while size < top:
-                windows.append(size)
-                size *= 2
+            windows = self.decoder.windows(1, min(max(capacities), self.n_positions))
             short = ScratchDecoder.MIN_PROMPT  # a short prompt's shape (one token runs as a step)
-            self.decoder.compile(prompt_lengths=(short,), windows=(*windows, top))
+            self.decoder.compile(prompt_lengths=(short,), windows=windows)
 
     def compile_for(self, prompt: str, settings: Settings) -> None:
         ids, _ = self.prepare_prompt(prompt, settings)
         n, d = self.n_positions, self.decoder
-        last = bucket(min(len(ids) + settings.max_new_tokens, n), ScratchDecoder.MIN_CACHE, n)
-        windows = [bucket(len(ids) + 1, ScratchDecoder.MIN_CACHE, n)]
-        while windows[-1] < last:
-            windows.append(windows[-1] * 2)
+        windows = d.windows(len(ids) + 1, min(len(ids) + settings.max_new_tokens, n))
         with self.busy:
             d.compile(prompt_lengths=(len(ids),), windows=windows)  # skips what is compiled
 
