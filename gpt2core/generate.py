@@ -592,10 +592,7 @@ class ScratchLM(LanguageModel):
         while size <= min(self.BACKGROUND_PROMPT, n):
             shapes.append((size, bucket(size, ScratchDecoder.MIN_CACHE, n)))
             size *= 2
-        size = ScratchDecoder.MIN_CACHE
-        while size <= n:
-            shapes.append((1, size))
-            size *= 2
+        shapes += [(1, size) for size in d.windows(1, n)]
         return [s for s in shapes if s not in d.compiled]
 
     def compile_shape(self, shape: tuple[int, int]) -> bool:
