@@ -133,6 +133,7 @@ class GPT2App(App):
         self._last_draw = 0.0
         self._frame_s = self.FRAME_S  # the interval now (see UI_SHARE)
         self._ui_cpu = 0.0  # the UI thread's CPU time at the last draw
+        self._switch_interval = sys.getswitchinterval()
         self._draw_timer = None
         self._last_rate: float | None = None
         self._ctx_used: tuple[int, int] | None = None
@@ -164,6 +165,7 @@ class GPT2App(App):
         # Python's default 5 ms switch interval it waited out the UI thread's frames
         # (measured at 124M: the app streamed at 0.93x its engine with 5 ms, 0.97-1.02x
         # with 0.5 ms; see benchmarks/RESULTS.md).
+        self._switch_interval = sys.getswitchinterval()  # the process's, back at unmount
         sys.setswitchinterval(self.SWITCH_INTERVAL_S)
         prompt = self.query_one(PromptInput)
         prompt.cursor_blink = self._cursor_blink
@@ -722,6 +724,9 @@ class GPT2App(App):
             self.cancel.set()
         else:
             self.quit_now()
+
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)  # the interval is the process's, not ours
 
     async def action_quit(self) -> None:
         self.quit_now()

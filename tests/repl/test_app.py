@@ -251,3 +251,16 @@ async def test_real_tiny_scratch_checkpoint(scratch_tiny_dir):
         panel = text_of(app.query_one(SidePanel).view)
         assert "tf.Tensor([[7454 2402  257  640]], shape=(1, 4), dtype=int32)" in panel
         assert "shape=(1, 10), dtype=int32)" in panel
+
+
+async def test_the_switch_interval_is_the_apps_only_while_it_runs(tmp_path):
+    """The app shortens the interpreter's thread switch interval for its decoder thread;
+    the setting is the whole process's, so it goes back when the app ends."""
+    import sys
+
+    before = sys.getswitchinterval()
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=tmp_path / "h")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert sys.getswitchinterval() == app.SWITCH_INTERVAL_S != before
+    assert sys.getswitchinterval() == before
