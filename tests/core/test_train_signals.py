@@ -137,14 +137,16 @@ def test_sigkill_at_random_instants_always_loads_and_resumes(corpus, tmp_path):
     kills = int(os.environ.get("GPT2_KILLS", "8"))  # 8 keeps the suite under 15 min
     rng = random.Random(int(os.environ.get("GPT2_KILL_SEED", "0")))
     out = tmp_path / "run"
-    flags = ["--max-iters", "400", "--eval-interval", "1"]  # a save at every step
+    # a save at every step; long enough that the kills never meet a finished run (a
+    # start from bytecode takes ~3 s, so a run trains for most of a 15 s wait)
+    flags = ["--max-iters", "1000", "--eval-interval", "1"]
     mid_save = restarts = 0
     for k in range(kills):
         before = _newest_state(out) if out.exists() else None
         proc = launch(corpus, out, *flags, *(["--resume"] if before is not None else []))
         restarts += before is None
         if k % 4 == 0:  # anywhere from the start: imports, the first save, restarts
-            time.sleep(rng.uniform(0, 15))
+            time.sleep(rng.uniform(0, 8))
         else:  # once it has saved something new: mostly inside a save
             floor = -1 if before is None else before
             wait_until(lambda f=floor: (saved_step(out) or -1) > f, proc)
@@ -159,14 +161,16 @@ def test_sigkill_at_random_instants_always_loads_and_resumes(corpus, tmp_path):
             assert_loads(out)
             newest = _newest_state(out)
             assert newest is None or before is None or newest >= before
-    proc = launch(corpus, out, *flags, *(["--resume"] if _newest_state(out) is not None else []))
+    resumed_from = _newest_state(out)
+    proc = launch(corpus, out, *flags, *(["--resume"] if resumed_from is not None else []))
     assert proc.wait(600) == 0, output(proc)
-    assert saved_step(out) == 400
+    assert saved_step(out) == 1000
     assert_loads(out)
     iters = [r["iter"] for r in map(strict_json, (out / "metrics.jsonl").read_text().splitlines())
              if r["kind"] == "train"]  # fmt: skip
-    assert iters == sorted(set(iters)) and iters[-1] == 400
-    print(f"{kills} kills: {mid_save} left a save half-done, {restarts} started afresh")
+    assert iters == sorted(set(iters)) and iters[-1] == 1000
+    print(f"{kills} kills: {mid_save} left a save half-done, {restarts} started afresh, "
+          f"the last resume went on from iter {resumed_from}")  # fmt: skip
     # How many kills land inside a save depends on the machine's timing (a busy machine
     # saves slowly, a quiet one quickly), so it is reported, not asserted: every instant
     # inside a save is covered deterministically by test_train_safety's crash-at-every-step.
