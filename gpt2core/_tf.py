@@ -43,4 +43,12 @@ with native_stderr_silenced():
     split_logical_cpus(tf)
     tf.config.list_logical_devices()  # device (and CUDA probe) initialisation logs
 
-__all__ = ["tf", "keras", "native_stderr_silenced", "split_logical_cpus"]
+__all__ = ["tf", "keras", "graph_function", "native_stderr_silenced", "split_logical_cpus"]
+
+
+def graph_function(fn, *, jit_compile: bool = True, **kwargs):
+    """``tf.function`` as gpt2core compiles everything: XLA (unless ``jit_compile=False``)
+    and no AutoGraph. Our traced code has no Python control flow on tensors, so AutoGraph
+    would only rewrite it: transpiling each traced function's source cost 0.6 s of the
+    124M decoder's 1.5 s trace, and about a quarter of the trainer's first sample."""
+    return tf.function(fn, jit_compile=jit_compile, autograph=False, **kwargs)

@@ -354,7 +354,7 @@ class ScratchDecoder:
     PROBES = frozenset({"attention", "attention_grid", "lens"})
 
     def __init__(self, model):
-        from gpt2core._tf import tf
+        from gpt2core._tf import graph_function, tf
 
         self.model = model
         self.config = model.config
@@ -370,14 +370,12 @@ class ScratchDecoder:
             tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
             tf.TensorSpec([None], tf.int32),  # window (S,): attend over cache rows < S
         ]
-        self._fn = tf.function(self._step_impl, input_signature=signature, jit_compile=True)
+        self._fn = graph_function(self._step_impl, input_signature=signature)
         # one token attending over the whole cache variables, updated in place (no window)
-        self._full_fn = tf.function(
-            self._full_impl, input_signature=signature[:3], jit_compile=True
-        )
+        self._full_fn = graph_function(self._full_impl, input_signature=signature[:3])
         # The same step with the teaching probes (attention rows, logit lens): a second
         # compiled function, traced only when a view asks for them.
-        self._probe_fn = tf.function(self._probe_impl, input_signature=signature, jit_compile=True)
+        self._probe_fn = graph_function(self._probe_impl, input_signature=signature)
 
     def _variables(self):
         from gpt2core._tf import tf
@@ -639,7 +637,7 @@ class PretrainedLM(LanguageModel):
         description: str = "",
         compiled: bool = True,
     ):
-        from gpt2core._tf import tf
+        from gpt2core._tf import graph_function, tf
 
         self.model = hf_model
         self.tokenizer = tokenizer
@@ -654,7 +652,7 @@ class PretrainedLM(LanguageModel):
         self.index = 0
         c = hf_model.config
         layer = tf.TensorSpec([2, 1, c.n_head, None, c.n_embd // c.n_head], tf.float32)
-        self._fn = tf.function(
+        self._fn = graph_function(
             self._run_impl,
             input_signature=[
                 tf.TensorSpec([1, None], tf.int32),  # input_ids (1, T)
@@ -663,7 +661,6 @@ class PretrainedLM(LanguageModel):
                 tf.TensorSpec([], tf.int32),  # index: position of input_ids[0, 0]
                 tf.TensorSpec([], tf.int32),  # last: which of the T positions to score
             ],
-            jit_compile=True,
         )
 
     @property

@@ -81,7 +81,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model_config: GPT2Config, tokenizer, train_ids, val_ids):
         # first: a multi-worker cluster must form before TensorFlow initialises its devices
         self.strategy = make_strategy(cfg.strategy)
-        from gpt2core._tf import keras, tf
+        from gpt2core._tf import graph_function, keras, tf
         from gpt2core.model import GPT2
 
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -108,8 +108,8 @@ class Trainer:
                 var_names=["bias", "gamma", "beta", "embeddings"]
             )
             self.optimizer.build(self.model.trainable_variables)
-        self._grads = tf.function(self._loss_and_grads, jit_compile=True)
-        self._eval = tf.function(self._eval_rows, jit_compile=True)
+        self._grads = graph_function(self._loss_and_grads)
+        self._eval = graph_function(self._eval_rows)
         # rows per eval call: a whole estimate at once (bigger matrices run faster than
         # eval_iters small calls), with the largest activation held to EVAL_CALL_BYTES
         mc = model_config
@@ -119,10 +119,10 @@ class Trainer:
         self.eval_rows = min(cfg.eval_iters * cfg.batch_size, rows)
         self.distributed = not (n_rep == 1 and cfg.strategy == "default")
         if self.distributed:
-            self._step_fn = tf.function(self._distributed_step)
+            self._step_fn = graph_function(self._distributed_step, jit_compile=False)
         else:
             # one device: gradients, clipping and the AdamW update compile as one XLA program
-            self._step_fn = tf.function(self._single_step, jit_compile=True)
+            self._step_fn = graph_function(self._single_step)
 
     # batches ------------------------------------------------------------------------------
     def batch(self, step, stream: int = 0):
