@@ -501,6 +501,14 @@ class ScratchDecoder:
             out.append(min(out[-1] * 2, n))
         return out
 
+    def prompt_buckets(self, longest: int) -> list[int]:
+        """The padded lengths that prompts of 2..``longest`` tokens run as, each once and in
+        order: powers of two from MIN_PROMPT, the last capped at n_positions."""
+        out = [self.prompt_rows(2)]
+        while out[-1] < self.prompt_rows(longest):
+            out.append(min(out[-1] * 2, self.config.n_positions))
+        return out
+
     def prompt_rows(self, length: int) -> int:
         """How many rows a prompt of ``length`` tokens runs as: one token as a step (the
         step's shape, compiled anyway: unconditional text and the trainer's samples start
@@ -585,11 +593,8 @@ class ScratchLM(LanguageModel):
         """(T, S) shapes not compiled yet: the prefill of every prompt bucket up to
         BACKGROUND_PROMPT tokens, then the step at every window up to n_positions."""
         d, n = self.decoder, self.n_positions
-        shapes = []
-        size = ScratchDecoder.MIN_PROMPT
-        while size <= min(self.BACKGROUND_PROMPT, n):
-            shapes.append((size, bucket(size, ScratchDecoder.MIN_CACHE, n)))
-            size *= 2
+        rows = d.prompt_buckets(min(self.BACKGROUND_PROMPT, n))
+        shapes = [(t, bucket(t, ScratchDecoder.MIN_CACHE, n)) for t in rows]
         shapes += [(1, size) for size in d.windows(1, n)]
         return [s for s in shapes if s not in d.compiled]
 

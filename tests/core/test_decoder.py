@@ -218,19 +218,22 @@ def test_a_one_token_prompt_runs_as_a_step(pair):
     np.testing.assert_allclose(np.stack(got), full, atol=1e-5)
 
 
-def test_background_shapes_cover_every_window_even_when_n_positions_is_no_power_of_two(
+def test_background_shapes_cover_every_shape_even_when_n_positions_is_no_power_of_two(
     gpt2_tokenizer,
 ):
-    """After the background compile, a reply that fills the whole window compiles nothing
-    more: the last window is n_positions rows (100 here), not a power of two."""
+    """After the background compile, neither a reply that fills the whole window nor a
+    prompt longer than the last power of two compiles anything more: the last window and
+    the last prompt bucket are n_positions rows (100 here), not a power of two."""
     from gpt2core.config import GPT2Config
     from gpt2core.model import GPT2
 
     lm = _lm(GPT2(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=100)), gpt2_tokenizer)
     assert (1, 64) in lm.background_shapes() and (1, 100) in lm.background_shapes()
+    assert (100, 100) in lm.background_shapes()  # prompts of 65..100 tokens
     for shape in lm.background_shapes():
         assert lm.compile_shape(shape)
     assert lm.background_shapes() == []
     before = set(lm.decoder.compiled)
     _greedy(lm, PROMPT, 90)  # positions 4 .. 94: windows 64 and 100
-    assert {s for t, s in lm.decoder.compiled if t == 1} <= {s for t, s in before if t == 1}
+    _greedy(lm, list(range(1000, 1080)), 5)  # an 80-token prompt: padded to 100 rows
+    assert lm.decoder.compiled == before
