@@ -28,6 +28,9 @@ class Inspection:
     attention: np.ndarray  # (n_layer, n_head, T): the last position's weights over the prompt
     entropy_bits: float  # of the model's next-token distribution
     dropped_tokens: int = 0
+    # (n_layer, n_head, T, T): every position's weights, row q over keys 0..q; only for
+    # prompts of up to GRID_MAX tokens (None otherwise). Its last row is ``attention``.
+    attention_grid: np.ndarray | None = None
 
     def most_attended(self, layer: int, k: int = 3) -> list[tuple[int, float]]:
         """(position, weight) of the k positions layer ``layer`` looks at most, heads averaged."""
@@ -56,6 +59,9 @@ class Inspection:
             "lens": [[[i, round(p, 6)] for i, p in row] for row in self.lens],
             "attention": np.round(self.attention, 6).tolist(),
             "entropy_bits": round(self.entropy_bits, 6),
+            "attention_grid": None
+            if self.attention_grid is None
+            else np.round(self.attention_grid, 6).tolist(),
         }
 
 
@@ -65,7 +71,7 @@ def inspect(lm: LanguageModel, prompt: str, top: int = 5) -> Inspection:
     # no cuts and temperature 1: the pipeline's final distribution is the model's own
     settings = Settings(max_new_tokens=1, temperature=1.0, top_k=0, top_p=1.0, seed=0,
                         candidates=top)  # fmt: skip
-    probes = frozenset({"attention", "lens", "pipeline"})
+    probes = frozenset({"attention", "attention_grid", "lens", "pipeline"})
     prompt_event = token = None
     for event in lm.stream(prompt, settings, probes=probes):
         if isinstance(event, PromptEvent):
@@ -74,6 +80,9 @@ def inspect(lm: LanguageModel, prompt: str, top: int = 5) -> Inspection:
             token = event
     assert prompt_event is not None and token is not None and token.probes is not None
     ids = prompt_event.input_ids
+    grid = token.probes.get("attention_grid")  # (L, nh, T, T) while T <= GRID_MAX
+    if grid is not None and np.shape(grid)[-1] != len(ids):
+        grid = None
     # the candidates are the top ``top`` by the model's probability (a sampled token from
     # outside them is appended last; the sort and the cut drop it)
     cands = sorted(((c.token_id, c.prob) for c in token.candidates), key=lambda x: -x[1])
@@ -87,4 +96,5 @@ def inspect(lm: LanguageModel, prompt: str, top: int = 5) -> Inspection:
         attention=np.asarray(token.probes["attention"]),
         entropy_bits=float(token.probes["pipeline"].entropy_bits),
         dropped_tokens=prompt_event.dropped_tokens,
+        attention_grid=None if grid is None else np.asarray(grid),
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from gpt2core.inspect import Inspection
 from gpt2core.tokenizer import piece
+from repl.attention_grid import INTRO, grid_rows, header
 from repl.terminal import safe
+
+GRID_LABEL = 8  # characters of each piece in the grid's row labels
 
 
 def _p(tokenizer, token_id: int, width: int = 12) -> str:
@@ -34,4 +37,19 @@ def inspection_text(ins: Inspection, tokenizer) -> str:
         avg = ", ".join(f"{pos[i]} {w:.0%}" for i, w in ins.most_attended(layer))
         head, i, w = ins.strongest_head(layer)
         lines.append(f"  layer {layer + 1:>2}: {avg} | head {head}: {pos[i]} {w:.0%}")
+    if ins.attention_grid is not None:
+        lines += _grids(ins)
     return "\n".join(lines)
+
+
+def _grids(ins: Inspection) -> list[str]:
+    """Every position's attention (heads averaged), for the first and the last layer."""
+    n_layer, _, t, _ = ins.attention_grid.shape  # (L, nh, T, T)
+    lines = []
+    for layer in sorted({0, n_layer - 1}):
+        g = ins.attention_grid[layer].mean(axis=0)  # (nh, T, T) -> (T, T)
+        lines.append(f"\nattention of every position, layer {layer + 1} (heads averaged; {INTRO})")
+        lines.append(header(t, GRID_LABEL, 2))
+        rows = grid_rows(g, ins.pieces, GRID_LABEL, 2)
+        lines += [f"{r.index}{r.label}{r.shades}{r.masked}".rstrip() for r in rows]
+    return lines

@@ -19,7 +19,8 @@ def _inspect_json(spec, capsys, prompt="Once upon a time there was"):
 def test_inspect_json_agrees_between_the_two_backends(scratch_tiny_dir, capsys):
     a = _inspect_json(f"scratch:{scratch_tiny_dir}", capsys)
     b = _inspect_json(f"pretrained:{scratch_tiny_dir}", capsys)
-    assert set(a) == {"model", "input_ids", "pieces", "next", "lens", "attention", "entropy_bits"}
+    keys = {"model", "input_ids", "pieces", "next", "lens", "attention", "entropy_bits"}
+    assert set(a) == keys | {"attention_grid"}
     assert a["input_ids"] == b["input_ids"] == [7454, 2402, 257, 640, 612, 373]
     assert a["pieces"][0] == "Once" and len(a["pieces"]) == 6
     assert [i for i, _ in a["next"]] == [i for i, _ in b["next"]] and len(a["next"]) == 4
@@ -32,6 +33,36 @@ def test_inspect_json_agrees_between_the_two_backends(scratch_tiny_dir, capsys):
     np.testing.assert_allclose(att_a, att_b, atol=1e-4)
     assert abs(a["entropy_bits"] - b["entropy_bits"]) < 1e-3
     assert a["lens"][-1][0][0] == a["next"][0][0]  # the last lens row is the model's own
+    # every position's weights (a 6-token prompt is under GRID_MAX), the same from both
+    grid_a, grid_b = np.array(a["attention_grid"]), np.array(b["attention_grid"])
+    assert grid_a.shape == (2, 2, 6, 6)  # layers x heads x queries x keys
+    np.testing.assert_allclose(grid_a, grid_b, atol=1e-4)
+    np.testing.assert_allclose(grid_a[:, :, -1], att_a, atol=1e-6)  # its last row
+    np.testing.assert_allclose(grid_a.sum(axis=-1), 1.0, atol=1e-4)  # each row a softmax
+    assert np.all(np.triu(grid_a, k=1) == 0)  # no query sees a later key
+
+
+def test_inspect_grid_text_and_its_limit(scratch_tiny_dir, capsys):
+    from gpt2core.generate import GRID_MAX
+
+    spec = f"scratch:{scratch_tiny_dir}"
+    assert main(["inspect", "--model", spec, "--", "Once upon a time there was"]) == 0
+    out, _ = capsys.readouterr()
+    lines = out.splitlines()
+    for layer in (1, 2):  # the first and the last of the tiny model's 2 layers
+        title = next(i for i, x in enumerate(lines) if f"every position, layer {layer} " in x)
+        rows = lines[title + 2 : title + 8]  # after the key header: one row per position
+        assert [r[:3].strip() for r in rows] == ["0", "1", "2", "3", "4", "5"]
+        assert rows[0][4:12].strip() == "Once" and rows[1][4:12].strip() == "␣upon"
+        for q, row in enumerate(rows):  # q + 1 shaded cells, then 5 - q masked ones
+            cells = row[13:].ljust(12)[::2]
+            assert cells[q + 1 :].rstrip() == "·" * (5 - q)
+            assert "·" not in cells[: q + 1] and cells[: q + 1].strip()  # the strongest: █
+    long = " ".join(["word"] * (GRID_MAX + 4))
+    assert len(_inspect_json(spec, capsys, long)["input_ids"]) > GRID_MAX
+    assert _inspect_json(spec, capsys, long)["attention_grid"] is None
+    assert main(["inspect", "--model", spec, "--", long]) == 0
+    assert "every position" not in capsys.readouterr()[0]
 
 
 def test_inspect_text_and_its_errors(scratch_tiny_dir, capsys):

@@ -8,15 +8,9 @@ import numpy as np
 from rich.text import Text
 
 from gpt2core.tokenizer import piece
+from repl.attention_grid import INTRO, cell_width, grid_rows, header, shade
 from repl.terminal import safe
 from repl.widgets.views.base import PanelView, TurnState
-
-SHADES = " ░▒▓█"
-MASKED = "·"  # a key after the query: the causal mask hides it (its weight is exactly 0)
-
-
-def shade(w: float) -> str:
-    return SHADES[min(len(SHADES) - 1, int(w * (len(SHADES) - 1) + 0.5))]
 
 
 class AttentionView(PanelView):
@@ -26,7 +20,7 @@ class AttentionView(PanelView):
     layer = 0
     head = -1  # -1: the average over heads
     LABEL = 6  # characters of each piece in the grid's row labels
-    GRID_INTRO = "rows look back; · = masked"  # fits the narrowest panel (29 columns)
+    GRID_INTRO = INTRO
 
     def render_state(self, s: TurnState):
         att = s.probe("attention")  # (n_layer, n_head, T): this step's query row
@@ -76,21 +70,14 @@ class AttentionView(PanelView):
 
     def _grid(self, t: Text, g: np.ndarray, pieces: list[str], n_reply: int, width: int):
         """g: (T, T), row q the weights of query position q over keys 0..q; pieces: the T
-        context tokens; the last n_reply of them the model wrote. Each row is shaded
-        against its own strongest weight; keys after the query show the mask."""
+        context tokens; the last n_reply of them the model wrote (shown bold)."""
         T = g.shape[0]
-        label_w = 4 + self.LABEL + 1  # "  12 piece  "
-        cell = 2 if label_w + 2 * T <= width else 1
-        t.append(self.GRID_INTRO + "\n", style="dim")
-        t.append(" " * label_w)
-        t.append("".join(f"{k % 10:<{cell}}" for k in range(T)) + "\n", style="dim")
-        for q in range(T):
-            text = safe(pieces[q]) if q < len(pieces) else "?"
-            label = text.replace("\n", "\\n").replace(" ", "␣")[: self.LABEL]
+        cell = cell_width(T, self.LABEL, width)
+        t.append(INTRO + "\n", style="dim")
+        t.append(header(T, self.LABEL, cell) + "\n", style="dim")
+        for q, row in enumerate(grid_rows(g, pieces, self.LABEL, cell)):
             reply = q >= T - n_reply  # a token the model wrote in this reply
-            t.append(f"{q:>3} ", style="cyan")
-            t.append(f"{label:<{self.LABEL}} ", style="bold" if reply else "")
-            top = max(float(g[q, : q + 1].max()), 1e-9)
-            shades = "".join(shade(float(w) / top) * cell for w in g[q, : q + 1])
-            t.append(shades, style="magenta")
-            t.append(MASKED.ljust(cell) * (T - q - 1) + "\n", style="dim")
+            t.append(row.index, style="cyan")
+            t.append(row.label, style="bold" if reply else "")
+            t.append(row.shades, style="magenta")
+            t.append(row.masked + "\n", style="dim")
