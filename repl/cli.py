@@ -69,20 +69,12 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _settings_from(args: argparse.Namespace):
-    from gpt2core.sampling import Settings
+    """The settings the sampling flags gave (one flag per user setting: _add_sampling)."""
+    from gpt2core.sampling import USER_SETTINGS, Settings
 
-    values = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty,
-        "seed": args.seed,
-    }
-    changes = {k: v for k, v in values.items() if v is not None}
-    if args.greedy:
-        changes["greedy"] = True
-    return Settings().parsed({k: str(v) for k, v in changes.items()})
+    given = {k: getattr(args, k) for k in USER_SETTINGS}
+    changes = {k: str(v) for k, v in given.items() if v not in (None, False)}
+    return Settings().parsed(changes)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -183,13 +175,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=str, default=None, metavar="N")
-    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    p.add_argument("--temperature", type=str, default=None, metavar="T")
-    p.add_argument("--top-k", type=str, default=None, metavar="K")
-    p.add_argument("--top-p", type=str, default=None, metavar="P")
-    p.add_argument("--repetition-penalty", type=str, default=None, metavar="R")
-    p.add_argument("--seed", type=str, default=None, metavar="S")
+    """One flag per user setting, as declared on gpt2core.sampling.Settings: a new setting
+    gets its flag (and its range in --help) with no change here. Values stay strings, so
+    Settings.parsed gives the same one-line errors as :set."""
+    from gpt2core.sampling import USER_SETTINGS, Settings, setting_range
+
+    defaults, fields = Settings(), Settings.__dataclass_fields__
+    for name in USER_SETTINGS:
+        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
+        if isinstance(default, bool):  # a switch: the flag sets it to true
+            p.add_argument(flag, action="store_true", help=f"sets {name}=true")
+        else:
+            metavar = "X" if "float" in str(fields[name].type) else "N"
+            shown = "none" if default is None else default
+            p.add_argument(flag, type=str, default=None, metavar=metavar,
+                           help=f"{setting_range(name)} (default {shown})")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

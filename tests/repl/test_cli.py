@@ -37,3 +37,35 @@ def test_tokenize_table_json_and_decode(capsys, shared_tokenizer_dir):
 def test_tokenize_missing_tokenizer_exit_code_2(capsys, tmp_path):
     assert main(["tokenize", "--tokenizer", str(tmp_path), "x"]) == 2
     assert "no tokenizer files" in capsys.readouterr().err
+
+
+def test_every_user_setting_has_its_sampling_flag_parsed_like_set(capsys):
+    """The sampling flags come from Settings' declaration: each user setting has one, it
+    reaches the settings, and a bad value is :set's one-line error (exit 2)."""
+    from gpt2core.sampling import USER_SETTINGS, Settings, SettingsError
+    from repl.cli import _settings_from, build_parser
+
+    parser, defaults = build_parser(), Settings()
+    for name in USER_SETTINGS:
+        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name)
+        if isinstance(default, bool):
+            args = parser.parse_args(["generate", flag, "p"])
+        else:
+            value = "0.5" if isinstance(default, float) else str((default or 6) + 1)
+            args = parser.parse_args(["generate", flag, value, "p"])
+        changed = _settings_from(args)
+        assert getattr(changed, name) != default, name
+        others = [k for k in USER_SETTINGS if k != name]
+        assert [getattr(changed, k) for k in others] == [getattr(defaults, k) for k in others]
+        if not isinstance(default, bool):
+            bad = parser.parse_args(["generate", flag, "3x", "p"])
+            try:
+                _settings_from(bad)
+            except SettingsError as e:
+                assert str(e).startswith(f"{name}='3x' is invalid: {name} must be ")
+            else:
+                raise AssertionError(f"{flag} 3x was accepted")
+    assert main(["generate", "--top-p", "2", "--model", "scratch", "x"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "gpt2: top_p=2.0 is invalid: top_p must be a number in (0, 1]"
+    )
