@@ -26,14 +26,19 @@ class GridRow:
     masked: str  # one MASKED cell per key after q
 
 
+def margin(label_chars: int) -> int:
+    """Columns before a row's first cell: its index and its label."""
+    return 4 + label_chars + 1
+
+
 def cell_width(t: int, label_chars: int, width: int) -> int:
     """Two characters per key when the grid fits ``width`` columns that way, else one."""
-    return 2 if 4 + label_chars + 1 + 2 * t <= width else 1
+    return 2 if margin(label_chars) + 2 * t <= width else 1
 
 
-def header(t: int, label_chars: int, cell: int) -> str:
-    """The key positions' last digits over the grid's columns."""
-    return " " * (4 + label_chars + 1) + "".join(f"{k % 10:<{cell}}" for k in range(t))
+def header(t: int, cell: int) -> str:
+    """The key positions' last digits, one per column (after the margin)."""
+    return "".join(f"{k % 10:<{cell}}" for k in range(t))
 
 
 def grid_rows(g: np.ndarray, pieces: list[str], label_chars: int, cell: int) -> list[GridRow]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpt2core.inspect import Inspection
 from gpt2core.tokenizer import piece
-from repl.attention_grid import INTRO, grid_rows, header
+from repl.attention_grid import INTRO, grid_rows, header, margin
 from repl.terminal import safe
 
 GRID_LABEL = 8  # characters of each piece in the grid's row labels
@@ -49,7 +49,7 @@ def _grids(ins: Inspection) -> list[str]:
     for layer in sorted({0, n_layer - 1}):
         g = ins.attention_grid[layer].mean(axis=0)  # (nh, T, T) -> (T, T)
         lines.append(f"\nattention of every position, layer {layer + 1} (heads averaged; {INTRO})")
-        lines.append(header(t, GRID_LABEL, 2))
+        lines.append(" " * margin(GRID_LABEL) + header(t, 2))
         rows = grid_rows(g, ins.pieces, GRID_LABEL, 2)
         lines += [f"{r.index}{r.label}{r.shades}{r.masked}".rstrip() for r in rows]
     return lines

@@ -8,7 +8,7 @@ import numpy as np
 from rich.text import Text
 
 from gpt2core.tokenizer import piece
-from repl.attention_grid import INTRO, cell_width, grid_rows, header, shade
+from repl.attention_grid import INTRO, cell_width, grid_rows, header, margin, shade
 from repl.terminal import safe
 from repl.widgets.views.base import PanelView, TurnState
 
@@ -74,7 +74,8 @@ class AttentionView(PanelView):
         T = g.shape[0]
         cell = cell_width(T, self.LABEL, width)
         t.append(INTRO + "\n", style="dim")
-        t.append(header(T, self.LABEL, cell) + "\n", style="dim")
+        t.append(" " * margin(self.LABEL))
+        t.append(header(T, cell) + "\n", style="dim")
         for q, row in enumerate(grid_rows(g, pieces, self.LABEL, cell)):
             reply = q >= T - n_reply  # a token the model wrote in this reply
             t.append(row.index, style="cyan")
