@@ -106,10 +106,16 @@ class LanguageModel:
         return lock
 
     # backend hooks ---------------------------------------------------------------------
-    def _prefill(self, ids: list[int], capacity: int) -> np.ndarray:
+    # Each runs the model and returns the logits for the next position (V,) and, when
+    # ``probes`` (a subset of PROBES) asks for any, what it computed for them (else None).
+    def _prefill(
+        self, ids: list[int], capacity: int, probes: frozenset[str] = frozenset()
+    ) -> tuple[np.ndarray, dict | None]:
         raise NotImplementedError
 
-    def _step(self, token_id: int) -> np.ndarray:
+    def _step(
+        self, token_id: int, probes: frozenset[str] = frozenset()
+    ) -> tuple[np.ndarray, dict | None]:
         raise NotImplementedError
 
     def warmup(self) -> None:
@@ -150,8 +156,8 @@ class LanguageModel:
         return ids[dropped:], dropped  # cut from the left: the most recent text matters most
 
     # the loop ----------------------------------------------------------------------------
-    # What this backend can compute per step besides the logits ("pipeline" is the
-    # sampler's and always available). A backend that fills ``self._probed`` lists more.
+    # What this backend's hooks can compute per step besides the logits ("pipeline" is
+    # the sampler's and always available).
     PROBES: frozenset[str] = frozenset()
 
     def stream(
@@ -167,15 +173,11 @@ class LanguageModel:
         mid-reply gets its data from the next token) names what each step should carry
         besides the logits; nothing is computed for probes nobody asked for."""
         with self.busy:
-            try:
-                yield from self._stream(prompt, settings, cancel, slide, probes)
-            finally:
-                self._want = frozenset()  # a warm-up after this computes no probes
+            yield from self._stream(prompt, settings, cancel, slide, probes)
 
-    def _wanted(self, probes: Probes) -> frozenset[str]:
-        want = probes() if callable(probes) else probes
-        self._want = frozenset(want) & self.PROBES  # read by the backend's hooks
-        return frozenset(want)
+    @staticmethod
+    def _wanted(probes: Probes) -> frozenset[str]:
+        return frozenset(probes() if callable(probes) else probes)
 
     def _stream(self, prompt, settings, cancel, slide, probes=frozenset()) -> Iterator[Event]:
         s = settings or Settings()
@@ -195,9 +197,9 @@ class LanguageModel:
         stop = "max_new_tokens"
         capacity = min(n_ctx, len(ids) + s.max_new_tokens)
         want = self._wanted(probes)
-        self._probed = None
+        asked = want & self.PROBES  # what the backend computes for this step
         grid = None  # (L, nh, T, T) while "attention_grid" is asked for and T <= GRID_MAX
-        logits = self._prefill(context, capacity)  # (V,)
+        logits, computed = self._prefill(context, capacity, asked)  # (V,), probes or None
         t_first = t_last = None
         t_step = t0
         for step in range(s.max_new_tokens):
@@ -207,10 +209,10 @@ class LanguageModel:
             token, cands = sampler(logits, history)
             probed = None
             if want:
-                probed = dict(self._probed or {})
+                probed = dict(computed or {})
                 if "pipeline" in want:
                     probed["pipeline"] = sampler.explain(logits, history, token)
-            grid = _grow_grid(grid, probed) if "attention_grid" in self._want else None
+            grid = _grow_grid(grid, probed) if "attention_grid" in asked else None
             if probed is not None:
                 probed.pop("attention_grid", None)
                 if grid is not None:
@@ -226,7 +228,7 @@ class LanguageModel:
             yield TokenEvent(step, token, text, cands, now - t_step, probed)
             t_step = time.perf_counter()
             want = self._wanted(probes)
-            self._probed = None
+            asked = want & self.PROBES
             if is_eos:
                 stop = "eos"
                 break
@@ -241,13 +243,13 @@ class LanguageModel:
                     stop = "context"
                     break
                 context = context[-(n_ctx - n_ctx // 4) :]  # slide: keep the last 3/4
-                logits = self._prefill(context, n_ctx)
-            elif "attention_grid" in self._want and grid is None and len(context) <= GRID_MAX:
+                logits, computed = self._prefill(context, n_ctx, asked)
+            elif "attention_grid" in asked and grid is None and len(context) <= GRID_MAX:
                 # the grid was asked for mid-reply: the earlier positions' queries are gone
                 # (a step computes one query), so run the short context again as a prefill
-                logits = self._prefill(context, capacity)
+                logits, computed = self._prefill(context, capacity, asked)
             else:
-                logits = self._step(token)
+                logits, computed = self._step(token, asked)
         tail = decoder.flush()
         if tail:
             pieces.append(tail)
@@ -559,15 +561,13 @@ class ScratchLM(LanguageModel):
 
     PROBES = ScratchDecoder.PROBES
 
-    def _prefill(self, ids, capacity):
-        logits = self.decoder.prefill(ids, capacity, getattr(self, "_want", frozenset()))
-        self._probed = self.decoder.probed
-        return logits
+    def _prefill(self, ids, capacity, probes=frozenset()):
+        logits = self.decoder.prefill(ids, capacity, probes)
+        return logits, self.decoder.probed
 
-    def _step(self, token_id):
-        logits = self.decoder.step(token_id, getattr(self, "_want", frozenset()))
-        self._probed = self.decoder.probed
-        return logits
+    def _step(self, token_id, probes=frozenset()):
+        logits = self.decoder.step(token_id, probes)
+        return logits, self.decoder.probed
 
     def _rewind(self, n: int) -> None:
         self.decoder.index = n  # rows from n on are masked until a step overwrites them
@@ -753,10 +753,11 @@ class PretrainedLM(LanguageModel):
 
     PROBES = frozenset({"attention", "attention_grid", "lens"})
 
-    def _probe(self, ids: list[int]) -> dict:
+    def _probe(self, ids: list[int], probes: frozenset[str]) -> dict:
         """Attention and logit lens for the position after ``ids``, from transformers' own
         ``output_attentions`` and ``output_hidden_states`` (one more forward pass over the
-        context, run only while a view asks for them)."""
+        context, run only while a view asks for them); every position's attention too when
+        ``probes`` asks for "attention_grid"."""
         from gpt2core._tf import tf
 
         out = self.model(
@@ -781,17 +782,15 @@ class PretrainedLM(LanguageModel):
                 for row_i, row_p in zip(top_i.numpy(), top_p.numpy(), strict=True)
             ],
         }
-        if "attention_grid" in self._want and len(ids) <= GRID_MAX:
+        if "attention_grid" in probes and len(ids) <= GRID_MAX:
             # the forward ran every position's query already: (L, nh, T, T)
             probed["attention_grid"] = np.stack([a[0].numpy() for a in out.attentions])
         return probed
 
-    def _prefill(self, ids, capacity):
+    def _prefill(self, ids, capacity, probes=frozenset()):
         self._ids = list(ids)
         logits = self._prefill_logits(ids)
-        if getattr(self, "_want", None):
-            self._probed = self._probe(self._ids)
-        return logits
+        return logits, (self._probe(self._ids, probes) if probes else None)
 
     def _prefill_logits(self, ids):
         self._past = None
@@ -815,15 +814,13 @@ class PretrainedLM(LanguageModel):
         else:  # the model's own past: (2, 1, nh, T, hs) per layer, keep the first n
             self._past = tuple(p[:, :, :, :n] for p in self._past)
 
-    def _step(self, token_id):
+    def _step(self, token_id, probes=frozenset()):
         self._ids.append(token_id)
         if self.compiled:
             logits = self._run_compiled([token_id], 0, 1)
         else:
             logits = self._run_eager([token_id])
-        if getattr(self, "_want", None):
-            self._probed = self._probe(self._ids)
-        return logits
+        return logits, (self._probe(self._ids, probes) if probes else None)
 
     def warmup(self) -> None:
         """Compile a short prompt and the steps of a short reply (a 64-slot past); longer

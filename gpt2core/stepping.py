@@ -66,8 +66,7 @@ class Stepper:
         with lm.busy:
             ids, self.dropped = lm.prepare_prompt(prompt, settings)
             self.input_ids = list(ids)
-            lm._want = frozenset()
-            logits = lm._prefill(list(ids), min(lm.n_positions, len(ids) + 1))
+            logits, _ = lm._prefill(list(ids), min(lm.n_positions, len(ids) + 1))
         self.tokens: list[StepRecord] = []
         self.branches: list[Branch] = []  # continuations left by stepping back
         self._undone: list[StepRecord] = []  # tokens stepped back over, newest first
@@ -191,7 +190,6 @@ class Stepper:
                 self._undone = []
         self.tokens.append(record)
         with self.lm.busy:
-            self.lm._want = frozenset()
-            next_logits = self.lm._step(token)
+            next_logits, _ = self.lm._step(token)
         self._stack.append(self._position(np.asarray(next_logits)))
         return record

@@ -54,14 +54,14 @@ class FakeLM(LanguageModel):
                 att[layer, head] += 0.25 / (q + 1)
         return att
 
-    def _fake_probes(self, target: int) -> dict:
-        n_layer, n_head, t = 2, 2, self.n_context + self.i  # the context the step sees
+    def _fake_probes(self, target: int, step: int, probes: frozenset[str]) -> dict:
+        n_layer, n_head, t = 2, 2, self.n_context + step  # the context the step sees
         lens = [
             [((target + 3 - layer) % self.tokenizer.vocab_size, 0.5), (target, 0.25)]
             for layer in range(n_layer - 1)
         ] + [[(target, 0.9), ((target + 1) % self.tokenizer.vocab_size, 0.05)]]
         probed = {"attention": self._fake_row(n_layer, n_head, t - 1), "lens": lens}
-        if "attention_grid" in self._want and t <= GRID_MAX:
+        if "attention_grid" in probes and t <= GRID_MAX:
             grid = np.zeros((n_layer, n_head, t, t), np.float32)  # (L, nh, T, T)
             for q in range(t):
                 grid[:, :, q, : q + 1] = self._fake_row(n_layer, n_head, q)
@@ -81,17 +81,21 @@ class FakeLM(LanguageModel):
         v[target] = 4.0
         v[(target + 1) % len(v)] = 2.0
         v[(target + 2) % len(v)] = 1.0
-        self._probed = self._fake_probes(target) if getattr(self, "_want", None) else None
+        self.target = target
         self.i += 1
         return v
 
-    def _prefill(self, ids, capacity):
+    def _run(self, probes: frozenset[str]):
+        v = self._logits()  # (V,); subclasses reshape it
+        return v, (self._fake_probes(self.target, self.i - 1, probes) if probes else None)
+
+    def _prefill(self, ids, capacity, probes=frozenset()):
         self.i = 0
         self.n_context = len(ids)
-        return self._logits()
+        return self._run(probes)
 
-    def _step(self, token_id):
-        return self._logits()
+    def _step(self, token_id, probes=frozenset()):
+        return self._run(probes)
 
 
 class FakeLoader:

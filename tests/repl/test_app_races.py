@@ -276,7 +276,7 @@ def test_model_loads_latest_wins_under_random_timings():
 
 async def test_error_notices_from_a_crashing_model_keep_the_app_alive():
     class Broken(FakeLM):
-        def _step(self, token_id):
+        def _step(self, token_id, probes=frozenset()):
             raise RuntimeError("boom inside the model")
 
     loader = FakeLoader(models={"scratch": Broken("scratch")})
