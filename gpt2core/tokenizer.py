@@ -193,7 +193,7 @@ class CharTokenizer:
             chars = d["chars"]
             if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
                 raise ValueError("'chars' must be a list of strings")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise TokenizerError(f"{path}: not a character vocabulary ({_first_line(e)})") from None
         return cls(chars)
 

@@ -41,3 +41,10 @@ def test_bad_config_file_names_the_file(tmp_path):
         GPT2Config.load(tmp_path)
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("huge")
+
+
+def test_config_nested_too_deep_is_one_error(tmp_path):
+    # json.loads raises RecursionError, not JSONDecodeError, on deep nesting
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="config.json: not valid JSON"):
+        GPT2Config.load(tmp_path)

@@ -60,6 +60,12 @@ def test_char_tokenizer_round_trip_and_save(tmp_path):
         tok.encode("🙂")
 
 
+def test_char_vocabulary_nested_too_deep_is_one_error(tmp_path):
+    (tmp_path / "char_vocab.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TokenizerError, match="not a character vocabulary"):
+        load_tokenizer(tmp_path)
+
+
 def test_trained_bpe_round_trip_and_save(tmp_path):
     text = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
     tok = train_bpe([text], 500)
