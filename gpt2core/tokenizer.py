@@ -107,7 +107,12 @@ class BPETokenizer:
 
         try:
             tok = GPT2TokenizerFast.from_pretrained(str(spec))
-        except (OSError, ValueError, TypeError) as e:
+        except Exception as e:
+            # a bad file: tokenizers' own errors (a tokenizer.json cut short) are a bare
+            # Exception; transformers' a KeyError, or a RecursionError for JSON nested too deep
+            bad_file = (OSError, ValueError, TypeError, KeyError, RecursionError)
+            if not isinstance(e, bad_file) and type(e) is not Exception:
+                raise
             raise TokenizerError(
                 f"{spec}: cannot load a GPT-2 tokenizer ({_first_line(e)})"
             ) from None
