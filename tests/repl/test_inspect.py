@@ -73,6 +73,21 @@ def test_inspect_json_says_how_many_tokens_were_cut(scratch_tiny_dir, capsys):
     assert d["dropped_tokens"] == 200 - len(d["input_ids"]) > 0
 
 
+def test_grid_row_labels_keep_the_grid_aligned():
+    # a tab (which safe keeps) or a wide character in a piece shifted its row's cells
+    from rich.cells import cell_len
+
+    from repl.attention_grid import grid_rows
+
+    pieces = ["a", "\t", "中文字符號", "x\ty", "😀"]
+    g = np.tril(np.ones((5, 5)))  # (T, T)
+    rows = grid_rows(g, pieces, 8, 2)
+    assert [cell_len(r.label) for r in rows] == [9] * 5  # 8 cells and a space
+    assert all("\t" not in r.label for r in rows)
+    assert rows[1].label.startswith("\\t") and rows[3].label.startswith("x\\ty")
+    assert rows[2].label == "中文字符 "
+
+
 def test_inspect_text_and_its_errors(scratch_tiny_dir, capsys):
     assert main(["inspect", "--model", f"scratch:{scratch_tiny_dir}", "--", "hello"]) == 0
     out, _ = capsys.readouterr()
