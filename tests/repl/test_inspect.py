@@ -88,6 +88,15 @@ def test_grid_row_labels_keep_the_grid_aligned():
     assert rows[2].label == "中文字符 "
 
 
+def test_inspect_text_shows_a_control_as_tokenize_does(scratch_tiny_dir, capsys):
+    # repr after safe doubled the backslash: ESC read '\\x1b', as a literal backslash would
+    assert main(["inspect", "--model", f"scratch:{scratch_tiny_dir}", "--", "a\x1bb"]) == 0
+    out, _ = capsys.readouterr()
+    row = next(x for x in out.splitlines() if x.split()[1:2] == ["215"])  # ESC's token
+    assert row.split()[2] == "'\\x1b'"
+    assert "\\\\x1b" not in out and "\x1b" not in out
+
+
 def test_inspect_text_and_its_errors(scratch_tiny_dir, capsys):
     assert main(["inspect", "--model", f"scratch:{scratch_tiny_dir}", "--", "hello"]) == 0
     out, _ = capsys.readouterr()
