@@ -136,7 +136,7 @@ class GPT2Config:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no config.json (not a checkpoint directory)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # not JSON or UTF-8, a number too long, too deep
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
         except OSError as e:  # a directory, no permission, an I/O error
             raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None

@@ -59,6 +59,7 @@ class Inspection:
             "lens": [[[i, round(p, 6)] for i, p in row] for row in self.lens],
             "attention": np.round(self.attention, 6).tolist(),
             "entropy_bits": round(self.entropy_bits, 6),
+            "dropped_tokens": self.dropped_tokens,
             "attention_grid": None
             if self.attention_grid is None
             else np.round(self.attention_grid, 6).tolist(),

@@ -107,7 +107,12 @@ class BPETokenizer:
 
         try:
             tok = GPT2TokenizerFast.from_pretrained(str(spec))
-        except (OSError, ValueError, TypeError) as e:
+        except Exception as e:
+            # a bad file: tokenizers' own errors (a tokenizer.json cut short) are a bare
+            # Exception; transformers' a KeyError, or a RecursionError for JSON nested too deep
+            bad_file = (OSError, ValueError, TypeError, KeyError, RecursionError)
+            if not isinstance(e, bad_file) and type(e) is not Exception:
+                raise
             raise TokenizerError(
                 f"{spec}: cannot load a GPT-2 tokenizer ({_first_line(e)})"
             ) from None
@@ -193,7 +198,7 @@ class CharTokenizer:
             chars = d["chars"]
             if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
                 raise ValueError("'chars' must be a list of strings")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise TokenizerError(f"{path}: not a character vocabulary ({_first_line(e)})") from None
         return cls(chars)
 

@@ -409,7 +409,7 @@ def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
             saved = json.loads(run_file.read_text(encoding="utf-8"))
             old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
             start = int(saved["step"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
             raise TrainError(f"{run_file}: not a training state ({e})") from None
         # a resumed run keeps its recipe; only the length and the output may change
         cfg = dataclasses.replace(

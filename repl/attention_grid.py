@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from rich.cells import set_cell_size
 
 from repl.terminal import safe
 
@@ -21,7 +22,7 @@ def shade(w: float) -> str:
 @dataclass(frozen=True)
 class GridRow:
     index: str  # the query position, right-aligned: "  3 "
-    label: str  # its piece, escaped and cut to the label width
+    label: str  # its piece, escaped and cut or padded to the label width, in cells
     shades: str  # one shaded cell per key 0..q, against the row's strongest weight
     masked: str  # one MASKED cell per key after q
 
@@ -48,12 +49,9 @@ def grid_rows(g: np.ndarray, pieces: list[str], label_chars: int, cell: int) -> 
     rows = []
     for q in range(t):
         text = safe(pieces[q]) if q < len(pieces) else "?"
-        label = text.replace("\n", "\\n").replace(" ", "␣")[:label_chars]
+        text = text.replace("\n", "\\n").replace("\t", "\\t").replace(" ", "␣")
+        label = set_cell_size(text, label_chars)  # in terminal cells: 中 takes two
         top = max(float(g[q, : q + 1].max()), 1e-9)  # (q + 1,) -> ()
         shades = "".join(shade(float(w) / top) * cell for w in g[q, : q + 1])
-        rows.append(
-            GridRow(
-                f"{q:>3} ", f"{label:<{label_chars}} ", shades, MASKED.ljust(cell) * (t - q - 1)
-            )
-        )
+        rows.append(GridRow(f"{q:>3} ", f"{label} ", shades, MASKED.ljust(cell) * (t - q - 1)))
     return rows

@@ -11,11 +11,11 @@ GRID_LABEL = 8  # characters of each piece in the grid's row labels
 
 
 def _p(tokenizer, token_id: int, width: int = 12) -> str:
-    return repr(safe(piece(tokenizer, token_id)))[:width]
+    return safe(repr(piece(tokenizer, token_id)))[:width]  # repr first: ESC reads '\x1b'
 
 
 def inspection_text(ins: Inspection, tokenizer) -> str:
-    pos = [repr(safe(p))[:12] for p in ins.pieces]
+    pos = [safe(repr(p))[:12] for p in ins.pieces]  # as gpt2 tokenize shows them
     lines = [f"model: {safe(ins.model)}", f"prompt: {len(ins.input_ids)} tokens"]
     if ins.dropped_tokens:
         lines.append(f"  ({ins.dropped_tokens} tokens cut from the left to fit the context)")

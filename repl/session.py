@@ -220,7 +220,7 @@ class History:
             for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     item = json.loads(raw)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # not JSON, a number too long, too deep
                     continue
                 if isinstance(item, str):
                     self.items.append(item)

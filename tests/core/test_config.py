@@ -41,3 +41,16 @@ def test_bad_config_file_names_the_file(tmp_path):
         GPT2Config.load(tmp_path)
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("huge")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,  # json.loads: RecursionError, not JSONDecodeError
+        '{"n_layer": ' + "1" * 5000 + "}",  # a ValueError, not JSONDecodeError
+    ],
+)
+def test_config_json_cannot_read_is_one_error(tmp_path, text):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ConfigError, match="config.json: not valid JSON"):
+        GPT2Config.load(tmp_path)

@@ -60,6 +60,12 @@ def test_char_tokenizer_round_trip_and_save(tmp_path):
         tok.encode("🙂")
 
 
+def test_char_vocabulary_nested_too_deep_is_one_error(tmp_path):
+    (tmp_path / "char_vocab.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(TokenizerError, match="not a character vocabulary"):
+        load_tokenizer(tmp_path)
+
+
 def test_trained_bpe_round_trip_and_save(tmp_path):
     text = SHAKESPEARE.read_text(encoding="utf-8")[:200_000]
     tok = train_bpe([text], 500)
@@ -72,6 +78,31 @@ def test_trained_bpe_round_trip_and_save(tmp_path):
     assert again.encode(MIXED) == tok.encode(MIXED)
     _, streamed = _streamed(again, again.encode(MIXED))
     assert streamed == MIXED
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("tokenizer.json", '{"version": "1.0", "trunc'),  # cut short: a bare Exception
+        ("tokenizer.json", '{"version": "1.0"}'),  # no model
+        ("tokenizer_config.json", "[" * 100_000 + "]" * 100_000),  # nested too deep
+    ],
+)
+def test_corrupt_bpe_tokenizer_file_is_one_clear_error(gpt2_tokenizer, tmp_path, name, text):
+    gpt2_tokenizer.save(tmp_path)  # the files a checkpoint holds
+    assert (tmp_path / name).is_file()
+    (tmp_path / name).write_text(text)
+    with pytest.raises(TokenizerError, match="cannot load a GPT-2 tokenizer"):
+        load_tokenizer(tmp_path)
+
+
+def test_tokenizer_json_without_a_model_beside_vocab_and_merges(shared_tokenizer_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(shared_tokenizer_dir, tmp_path / "tok")
+    (tmp_path / "tok" / "tokenizer.json").write_text('{"version": "1.0"}')  # a KeyError
+    with pytest.raises(TokenizerError, match="cannot load a GPT-2 tokenizer"):
+        load_tokenizer(tmp_path / "tok")
 
 
 def test_missing_tokenizer_is_one_clear_error(tmp_path):

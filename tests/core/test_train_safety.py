@@ -344,3 +344,14 @@ def test_a_crash_at_any_filesystem_step_leaves_a_run_that_loads_and_resumes(
     result = train(tiny_cfg(corpus, again, max_iters=3), resume=True, sample=False)
     assert result.iters == 3 and not result.interrupted
     load_model(again), load_model(again / "last")
+
+
+def test_resume_from_a_run_file_json_cannot_read_is_one_line(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny_cfg(corpus, out, max_iters=2), sample=False)
+    # nested too deep: json.loads raises RecursionError, not a ValueError
+    (out / "last" / RUN_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
+            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+    rc, err = cli([*argv, "--resume"], capsys)
+    assert rc == 2 and "not a training state" in err and "Traceback" not in err, err

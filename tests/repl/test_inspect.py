@@ -20,7 +20,8 @@ def test_inspect_json_agrees_between_the_two_backends(scratch_tiny_dir, capsys):
     a = _inspect_json(f"scratch:{scratch_tiny_dir}", capsys)
     b = _inspect_json(f"pretrained:{scratch_tiny_dir}", capsys)
     keys = {"model", "input_ids", "pieces", "next", "lens", "attention", "entropy_bits"}
-    assert set(a) == keys | {"attention_grid"}
+    assert set(a) == keys | {"attention_grid", "dropped_tokens"}
+    assert a["dropped_tokens"] == 0
     assert a["input_ids"] == b["input_ids"] == [7454, 2402, 257, 640, 612, 373]
     assert a["pieces"][0] == "Once" and len(a["pieces"]) == 6
     assert [i for i, _ in a["next"]] == [i for i, _ in b["next"]] and len(a["next"]) == 4
@@ -63,6 +64,37 @@ def test_inspect_grid_text_and_its_limit(scratch_tiny_dir, capsys):
     assert _inspect_json(spec, capsys, long)["attention_grid"] is None
     assert main(["inspect", "--model", spec, "--", long]) == 0
     assert "every position" not in capsys.readouterr()[0]
+
+
+def test_inspect_json_says_how_many_tokens_were_cut(scratch_tiny_dir, capsys):
+    # 200 tokens into a 128-token context: the text report says the prompt was cut; so
+    # does the JSON (as generate --json's dropped_tokens)
+    d = _inspect_json(f"scratch:{scratch_tiny_dir}", capsys, " ".join(["word"] * 200))
+    assert d["dropped_tokens"] == 200 - len(d["input_ids"]) > 0
+
+
+def test_grid_row_labels_keep_the_grid_aligned():
+    # a tab (which safe keeps) or a wide character in a piece shifted its row's cells
+    from rich.cells import cell_len
+
+    from repl.attention_grid import grid_rows
+
+    pieces = ["a", "\t", "中文字符號", "x\ty", "😀"]
+    g = np.tril(np.ones((5, 5)))  # (T, T)
+    rows = grid_rows(g, pieces, 8, 2)
+    assert [cell_len(r.label) for r in rows] == [9] * 5  # 8 cells and a space
+    assert all("\t" not in r.label for r in rows)
+    assert rows[1].label.startswith("\\t") and rows[3].label.startswith("x\\ty")
+    assert rows[2].label == "中文字符 "
+
+
+def test_inspect_text_shows_a_control_as_tokenize_does(scratch_tiny_dir, capsys):
+    # repr after safe doubled the backslash: ESC read '\\x1b', as a literal backslash would
+    assert main(["inspect", "--model", f"scratch:{scratch_tiny_dir}", "--", "a\x1bb"]) == 0
+    out, _ = capsys.readouterr()
+    row = next(x for x in out.splitlines() if x.split()[1:2] == ["215"])  # ESC's token
+    assert row.split()[2] == "'\\x1b'"
+    assert "\\\\x1b" not in out and "\x1b" not in out
 
 
 def test_inspect_text_and_its_errors(scratch_tiny_dir, capsys):

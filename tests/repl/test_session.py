@@ -93,6 +93,16 @@ def test_history_persists_across_sessions(tmp_path):
     assert b.history.items == ["first prompt", ":set top_k=3"]
 
 
+def test_history_skips_lines_json_cannot_read(tmp_path):
+    # a line nested too deep (RecursionError) or a number too long (ValueError, not a
+    # JSONDecodeError) ended every session's start with a traceback
+    path = tmp_path / "h.jsonl"
+    bad = ["[" * 100_000 + "]" * 100_000, "1" * 5000, "{not json"]
+    path.write_text("\n".join(['"one"', *bad, '"two"']) + "\n")
+    s = Session(loader=FakeLoader(), history_path=path)
+    assert s.history.items == ["one", "two"]
+
+
 def test_startup_falls_back_to_scratch(tmp_path):
     s = Session(model="pretrained", loader=FakeLoader(fail={"pretrained:gpt2"}), history_path=False)
     lm, note = s.load_startup()
