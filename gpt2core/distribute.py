@@ -107,7 +107,7 @@ def read_tf_config(raw: str | None = None) -> Cluster:
         )
     try:
         conf = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # not JSON, a number too long, too deep
         raise ClusterError(f"TF_CONFIG is not valid JSON ({e})") from None
     if not isinstance(conf, dict):
         raise ClusterError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")

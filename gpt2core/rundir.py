@@ -101,7 +101,7 @@ def read_metrics(path: Path) -> list[dict]:
     for line in lines:
         try:
             r = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # torn, a number too long, nested too deep
             continue
         if isinstance(r, dict) and isinstance(r.get("iter"), int):
             records.append(r)

@@ -228,6 +228,8 @@ def test_tf_config_reading():
          "not host:port"),
         ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": true}}',
          "task.index"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),  # json.loads: RecursionError
+        ("{\"cluster\": " + "1" * 5000 + "}", "not valid JSON"),  # int-length ValueError
     ]:  # fmt: skip
         with pytest.raises(ClusterError, match=needle):
             read_tf_config(raw)

@@ -355,3 +355,18 @@ def test_resume_from_a_run_file_json_cannot_read_is_one_line(corpus, tmp_path, c
             "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
     rc, err = cli([*argv, "--resume"], capsys)
     assert rc == 2 and "not a training state" in err and "Traceback" not in err, err
+
+
+def test_metrics_lines_json_cannot_read_are_skipped(tmp_path):
+    """A resume reads metrics.jsonl back: a line torn by a kill, nested too deep
+    (RecursionError) or holding a 5000-digit number (ValueError) is skipped, not a crash."""
+    from gpt2core.rundir import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    good = [
+        '{"kind": "train", "iter": 1, "loss": 4.0}',
+        '{"kind": "train", "iter": 2, "loss": 3.9}',
+    ]
+    bad = ["[" * 100_000 + "]" * 100_000, '{"iter": ' + "1" * 5000 + "}", '{"kind": "tr']
+    path.write_text("\n".join([good[0], *bad, good[1]]) + "\n", encoding="utf-8")
+    assert [r["iter"] for r in read_metrics(path)] == [1, 2]
