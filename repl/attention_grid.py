@@ -1,5 +1,6 @@
 """A T x T attention grid as plain text rows: shared by the Attention view (which styles
-the parts) and the `gpt2 inspect` / `:inspect` report (which prints them). No UI imports."""
+the parts) and the `gpt2 inspect` / `:inspect` report (which prints them). Plain strings:
+no Textual, no styles (rich only measures the labels' width in terminal cells)."""
 
 from __future__ import annotations
 

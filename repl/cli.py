@@ -28,6 +28,11 @@ def _text_arg(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _clip(text: str, n: int = 40) -> str:
+    """What a one-line error quotes of a user's input: at most n characters."""
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
     from gpt2core.tokenizer import load_tokenizer, piece
     from repl.terminal import json_line, safe
@@ -38,12 +43,12 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             ids = [int(x) for x in args.decode.replace(" ", "").split(",") if x]
         except ValueError:
             raise UserError(
-                f"--decode takes comma-separated token ids, got {args.decode!r}"
+                f"--decode takes comma-separated token ids, got {_clip(args.decode)!r}"
             ) from None
         bad = [i for i in ids if not 0 <= i < tok.vocab_size]
         if bad:
             raise UserError(
-                f"token id {bad[0]} is outside the vocabulary (0..{tok.vocab_size - 1})"
+                f"token id {_clip(str(bad[0]))} is outside the vocabulary (0..{tok.vocab_size - 1})"
             )
         sys.stdout.write(safe(tok.decode(ids)) + "\n")
         return 0

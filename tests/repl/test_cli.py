@@ -69,3 +69,18 @@ def test_every_user_setting_has_its_sampling_flag_parsed_like_set(capsys):
     assert capsys.readouterr().err.strip() == (
         "gpt2: top_p=2.0 is invalid: top_p must be a number in (0, 1]"
     )
+
+
+def test_decode_errors_are_one_short_line(capsys, shared_tokenizer_dir):
+    """Bad ids are one line that quotes at most 40 characters of what was typed, however
+    long the input (a 5000-digit id is not a valid int string; a 4000-digit one is no id)."""
+    tok = ["--tokenizer", str(shared_tokenizer_dir)]
+    for ids, needle in [
+        ("1,x,3", "--decode takes comma-separated token ids, got '1,x,3'"),
+        ("7" * 5000, "--decode takes comma-separated token ids, got '" + "7" * 40 + "...'"),
+        ("7" * 4000, "token id " + "7" * 40 + "... is outside the vocabulary (0..50256)"),
+        ("50257", "token id 50257 is outside the vocabulary (0..50256)"),
+    ]:
+        assert main(["tokenize", *tok, "--decode", ids]) == 2
+        err = capsys.readouterr().err
+        assert err == f"gpt2: {needle}\n", err[:200]
