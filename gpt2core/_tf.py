@@ -50,5 +50,27 @@ def graph_function(fn, *, jit_compile: bool = True, **kwargs):
     """``tf.function`` as gpt2core compiles everything: XLA (unless ``jit_compile=False``)
     and no AutoGraph. Our traced code has no Python control flow on tensors, so AutoGraph
     would only rewrite it: transpiling each traced function's source cost 0.6 s of the
-    124M decoder's 1.5 s trace, and about a quarter of the trainer's first sample."""
-    return tf.function(fn, jit_compile=jit_compile, autograph=False, **kwargs)
+    124M decoder's 1.5 s trace, and about a quarter of the trainer's first sample.
+
+    With an ``input_signature`` every call goes straight to the one concrete function
+    (traced on the first call): ``tf.function``'s own dispatch, which matches the call
+    against its signature each time, cost 0.28 ms a call (measured on a decoder step)."""
+    function = tf.function(fn, jit_compile=jit_compile, autograph=False, **kwargs)
+    return _Signed(function) if kwargs.get("input_signature") is not None else function
+
+
+class _Signed:
+    """A ``tf.function`` with an input signature, called through its concrete function;
+    anything else (``experimental_get_compiler_ir``...) goes to the function itself."""
+
+    def __init__(self, function):
+        self.function = function
+        self._concrete = None
+
+    def __call__(self, *args):
+        if self._concrete is None:
+            self._concrete = self.function.get_concrete_function()
+        return self._concrete(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.function, name)

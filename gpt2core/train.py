@@ -122,7 +122,8 @@ class Trainer:
             self._step_fn = graph_function(self._distributed_step, jit_compile=False)
         else:
             # one device: gradients, clipping and the AdamW update compile as one XLA program
-            self._step_fn = graph_function(self._single_step)
+            step_spec = [tf.TensorSpec([], tf.int64)]  # the step number: one trace
+            self._step_fn = graph_function(self._single_step, input_signature=step_spec)
 
     # batches ------------------------------------------------------------------------------
     def batch(self, step, stream: int = 0):
