@@ -50,3 +50,26 @@ def test_no_compiled_function_goes_through_autograph(tmp_path, hf_tiny_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     generated = json.loads(proc.stdout.strip().splitlines()[-1])
     assert generated == [], f"AutoGraph converted code: {generated}"
+
+
+def test_tensorflow_is_imported_with_its_objects_frozen_for_the_collector():
+    """gpt2core imports TensorFlow with the collector off and freezes what it left: later
+    full collections (which hold the interpreter lock, stalling a streaming decoder) walk
+    only newer objects. The collector is back on afterwards, or stays off if it was."""
+    code = (
+        "import gc, sys\n"
+        "off = sys.argv[1] == 'off'\n"
+        "if off: gc.disable()\n"
+        "import gpt2core._tf\n"
+        "print(gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects()))\n"
+    )
+    for state in ("on", "off"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, state], cwd=ROOT, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        enabled, frozen, tracked = out.stdout.split()
+        assert enabled == ("True" if state == "on" else "False")
+        assert int(frozen) > 100_000  # TensorFlow's and Keras' objects
+        assert int(tracked) < int(frozen) // 10  # what a full collection still walks
