@@ -720,7 +720,9 @@ class GPT2App(App):
             self.dispatch(TrainStop())
 
     def action_interrupt(self) -> None:
-        if self.generating:
+        if self.stepper is not None:
+            self._finish_step()  # as Esc: the step-mode turn ends, its tokens kept
+        elif self.generating:
             self.cancel.set()
         else:
             self.quit_now()
