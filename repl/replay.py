@@ -66,7 +66,10 @@ def _is_ids(value) -> bool:
 
 def read_session(path: str | Path) -> list[SavedTurn]:
     """The turns of a saved session, checked; ReplayFileError (one line) if it is not one."""
-    path = Path(path).expanduser()
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError:  # ~name, and no such user
+        raise ReplayFileError(f"{path}: cannot read it (no such user's home directory)") from None
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -264,3 +264,17 @@ async def test_the_switch_interval_is_the_apps_only_while_it_runs(tmp_path):
         await settle(app, pilot)
         assert sys.getswitchinterval() == app.SWITCH_INTERVAL_S != before
     assert sys.getswitchinterval() == before
+
+
+async def test_save_to_the_home_of_a_user_that_does_not_exist_is_one_line():
+    """`:save ~nosuchuser/x.json` (a typo for ~/x.json): pathlib raises RuntimeError, which
+    ended the app with a traceback."""
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":save ~gpt2-no-such-user/x.json")
+        await settle(app, pilot)
+        assert app.is_running
+        assert notices(app)[-1] == (
+            "~gpt2-no-such-user/x.json: cannot write (no such user's home directory)\n"
+        )

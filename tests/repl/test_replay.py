@@ -243,3 +243,11 @@ def test_a_files_huge_max_new_tokens_stops_one_token_past_the_saved_ids(tmp_path
         "mismatch: turn 1: output_ids differ: saved 3 ids, replayed 4 (the same up to 3)"
     ]
     assert lm.steps == 3  # prefill + 2 steps: 3 new tokens, one past the saved two
+
+
+def test_a_file_in_the_home_of_a_user_that_does_not_exist_is_one_line(capsys):
+    rc, out, err, _ = _replay("~gpt2-no-such-user/s.json", capsys, loader=FakeLoader())
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [
+        "error: ~gpt2-no-such-user/s.json: cannot read it (no such user's home directory)"
+    ]
