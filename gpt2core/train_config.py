@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gpt2core.config import PRESETS, ConfigError, GPT2Config
+from gpt2core.config import MAX_SIZES, PRESETS, ConfigError, GPT2Config
 from gpt2core.distribute import STRATEGIES
 from gpt2core.errors import UserError
 
@@ -121,9 +121,15 @@ class TrainConfig:
         tok = self.tokenizer
         if tok.startswith("bpe:"):
             try:
-                int(tok[4:])
+                n = int(tok[4:])
             except ValueError:
                 raise TrainError(f"--tokenizer bpe:N needs an integer N, got {tok!r}") from None
+            # 256 bytes + EOT at least; at most what a model can hold (the tokenizers
+            # library aborts the process when it cannot allocate for a huge N)
+            if not 258 <= n <= MAX_SIZES["vocab_size"]:
+                raise TrainError(
+                    f"--tokenizer bpe:N needs N between 258 and {MAX_SIZES['vocab_size']}, got {n}"
+                )
 
 
 _INT_MAX = 2**31 - 1  # TensorFlow's int32 steps and shapes

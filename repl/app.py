@@ -673,8 +673,15 @@ class GPT2App(App):
         widget = self.turn_widgets.get(message.turn)
         if widget is not None:
             widget.finish("failed")
+        self._drop_unopened_step()
         self.chat.add(NoticeLine(message.error, "error"))
         self._done()
+
+    def _drop_unopened_step(self) -> None:
+        """A step-mode turn that failed before it opened: its turn says so."""
+        if self._step_turn is not None and self.stepper is None:
+            self._step_turn[0].finish("failed")
+            self._step_turn = None
 
     @on(CompareFinished)
     def compare_finished(self, message: CompareFinished) -> None:
@@ -707,6 +714,7 @@ class GPT2App(App):
         for widget in self.turn_widgets.values():
             if widget.state == "generating":
                 widget.finish("failed")
+        self._drop_unopened_step()
         self.refresh_status()
         self._next_queued()
 
@@ -720,7 +728,9 @@ class GPT2App(App):
             self.dispatch(TrainStop())
 
     def action_interrupt(self) -> None:
-        if self.generating:
+        if self.stepper is not None:
+            self._finish_step()  # as Esc: the step-mode turn ends, its tokens kept
+        elif self.generating:
             self.cancel.set()
         else:
             self.quit_now()

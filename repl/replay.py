@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpt2core.errors import UserError
-from gpt2core.generate import GenerationSummary, TokenEvent
+from gpt2core.generate import GenerationSummary, PromptEvent, TokenEvent
 from gpt2core.sampling import Settings
 
 
@@ -66,7 +66,10 @@ def _is_ids(value) -> bool:
 
 def read_session(path: str | Path) -> list[SavedTurn]:
     """The turns of a saved session, checked; ReplayFileError (one line) if it is not one."""
-    path = Path(path).expanduser()
+    try:
+        path = Path(path).expanduser()
+    except RuntimeError:  # ~name, and no such user
+        raise ReplayFileError(f"{path}: cannot read it (no such user's home directory)") from None
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -220,16 +223,20 @@ def _take_steps(st, saved: SavedTurn) -> None:
 
 
 def _generate(session, lm, saved: SavedTurn) -> GenerationSummary:
-    """A plain turn again; one stopped by hand stops after as many tokens as it had."""
+    """A plain turn again; one stopped by hand stops after as many tokens as it had. None
+    runs past one token more than the file has: the ids differ by then, and a file's
+    max_new_tokens (say 10**12) must not keep the replay going for ever."""
     cancel = threading.Event()
     stop_after = saved.new_tokens if saved.stop_reason == "cancelled" else None
     if stop_after == 0:
         cancel.set()
-    summary, n = None, 0
+    summary, n, limit = None, 0, None
     for event in session.run_turn(saved.prompt, cancel=cancel, lm=lm, settings=saved.settings):
-        if isinstance(event, TokenEvent):
+        if isinstance(event, PromptEvent):
+            limit = max(1, len(saved.output_ids) - len(event.input_ids) + 1)
+        elif isinstance(event, TokenEvent):
             n += 1
-            if stop_after is not None and n >= stop_after:
+            if (stop_after is not None and n >= stop_after) or (limit is not None and n >= limit):
                 cancel.set()  # the stream stops before the next token
         elif isinstance(event, GenerationSummary):
             summary = event

@@ -585,7 +585,10 @@ class Session:
 
     # -- transcript -----------------------------------------------------------------------
     def cmd_save(self, filename: str) -> Reply:
-        path = Path(filename).expanduser()
+        try:
+            path = Path(filename).expanduser()
+        except RuntimeError:  # ~name, and no such user
+            return Reply(f"{filename}: cannot write (no such user's home directory)", "error")
         try:
             if path.suffix.lower() == ".md":
                 text = self.markdown()

@@ -13,11 +13,26 @@ BAND_STYLES = ("", "yellow", "dark_orange", "bold red")  # see repl.session.SURP
 
 class NoticeLine(Static):
     DEFAULT_CSS = "NoticeLine { margin: 0 1; }"
+    # A notice longer than this (`:tokens` of a pasted chapter, an error quoting a huge
+    # value) shows its head: drawing tens of thousands of lines held the UI for seconds.
+    MAX_LINES = 1000
+    MAX_CHARS = 50_000
 
     def __init__(self, text: str, level: str = "info"):
         style = {"error": "bold red", "info": "dim"}.get(level, "")
-        super().__init__(Text(printable(text), style=style))
+        super().__init__(Text(printable(self._head(text)), style=style))
         self.add_class(level)
+
+    @classmethod
+    def _head(cls, text: str) -> str:
+        lines = text.split("\n", cls.MAX_LINES)
+        if len(lines) > cls.MAX_LINES:
+            more = text.count("\n") + 1 - cls.MAX_LINES
+            text = "\n".join(lines[: cls.MAX_LINES]) + f"\n... ({more} more lines not shown)"
+        if len(text) > cls.MAX_CHARS:
+            more = len(text) - cls.MAX_CHARS
+            text = text[: cls.MAX_CHARS] + f"... ({more} more characters not shown)"
+        return text
 
 
 class ChatTurn(Static):

@@ -87,6 +87,9 @@ BAD_FLAGS = [
     (["--eval-iters", "-3"], "--eval-iters must be between 1 and"),
     (["--warmup-iters", "-1"], "--warmup-iters must be between 0 and"),
     (["--n-head", "0"], "--n-head must be between 1 and"),
+    # the tokenizers library aborted the process (SIGABRT) allocating 70 GB for this one
+    (["--tokenizer", "bpe:999999999"], "--tokenizer bpe:N needs N between 258 and"),
+    (["--tokenizer", "bpe:10"], "--tokenizer bpe:N needs N between 258 and"),
 ]
 
 

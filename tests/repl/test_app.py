@@ -264,3 +264,40 @@ async def test_the_switch_interval_is_the_apps_only_while_it_runs(tmp_path):
         await settle(app, pilot)
         assert sys.getswitchinterval() == app.SWITCH_INTERVAL_S != before
     assert sys.getswitchinterval() == before
+
+
+async def test_save_to_the_home_of_a_user_that_does_not_exist_is_one_line():
+    """`:save ~nosuchuser/x.json` (a typo for ~/x.json): pathlib raises RuntimeError, which
+    ended the app with a traceback."""
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":save ~gpt2-no-such-user/x.json")
+        await settle(app, pilot)
+        assert app.is_running
+        assert notices(app)[-1] == (
+            "~gpt2-no-such-user/x.json: cannot write (no such user's home directory)\n"
+        )
+
+
+async def test_a_huge_notice_shows_its_head_and_how_much_is_left_out():
+    """`:tokens` of a pasted chapter made a notice of a line per token: drawing 30,000 of
+    them held the UI thread for seconds (keys waited). A notice shows its first
+    NoticeLine.MAX_LINES lines and says how many more there are."""
+    from textual import events
+
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.prompt_input.post_message(events.Paste(":tokens " + "ab " * 2000))
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(pilot, lambda: notices(app)[-1].startswith("5999 tokens"))
+        shown = notices(app)[-1].splitlines()
+        assert len(shown) == NoticeLine.MAX_LINES + 1
+        assert shown[-1] == f"... ({6001 - NoticeLine.MAX_LINES} more lines not shown)"
+        app.prompt_input.post_message(events.Paste(":set seed=" + "9" * 200_000))
+        await pilot.pause()
+        await pilot.press("enter")  # the error quotes it: one very long line, cut too
+        await until(pilot, lambda: "characters not shown" in notices(app)[-1])
+        assert len(notices(app)[-1].replace("\n", "")) < NoticeLine.MAX_CHARS + 100

@@ -13,7 +13,7 @@ import pytest
 
 from repl.plain import run_plain, run_replay
 from repl.session import Session
-from tests.repl.fakes import ALPHABET, FakeLoader
+from tests.repl.fakes import ALPHABET, FakeLM, FakeLoader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,4 +211,43 @@ def test_bad_json_from_the_command_line_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"error: {path}: not valid JSON (line 1, column 12: Expecting value)"
+    ]
+
+
+class RunawayLM(FakeLM):
+    """Never stops by itself (no end token); counts its steps and gives up, loudly, past
+    a bound no replay should reach."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.steps = 0
+
+    def _logits(self):
+        self.steps += 1
+        if self.steps > 1000:
+            raise RuntimeError("the replay kept generating")
+        return super()._logits()
+
+
+def test_a_files_huge_max_new_tokens_stops_one_token_past_the_saved_ids(tmp_path, capsys):
+    """A hand-edited max_new_tokens of 10**12 must not keep the replay running for ever:
+    one token past the saved output_ids already tells it does not match."""
+    lm = RunawayLM(name="pretrained:fake")
+    ids = [ALPHABET.index(c) for c in "ath"]  # the prompt "a", then what the fake writes
+    turn = _turn(settings={"greedy": True, "max_new_tokens": 10**12}, output_ids=ids)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"turns": [turn]}))
+    rc, out, err, _ = _replay(path, capsys, loader=FakeLoader(models={"pretrained:fake": lm}))
+    assert rc == 1
+    assert err.splitlines() == [
+        "mismatch: turn 1: output_ids differ: saved 3 ids, replayed 4 (the same up to 3)"
+    ]
+    assert lm.steps == 3  # prefill + 2 steps: 3 new tokens, one past the saved two
+
+
+def test_a_file_in_the_home_of_a_user_that_does_not_exist_is_one_line(capsys):
+    rc, out, err, _ = _replay("~gpt2-no-such-user/s.json", capsys, loader=FakeLoader())
+    assert rc == 2 and out == ""
+    assert err.splitlines() == [
+        "error: ~gpt2-no-such-user/s.json: cannot read it (no such user's home directory)"
     ]

@@ -3,6 +3,7 @@
 from repl.app import make_app
 from repl.widgets import ChatTurn, SidePanel
 from repl.widgets.views import NextTokenView
+from tests.repl.fakes import FakeLoader
 from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
 
@@ -122,3 +123,40 @@ async def test_step_mode_colours_each_token_by_its_probability(scratch_tiny_dir)
         assert [band for _, band in widget.pieces] == bands
         assert "".join(text for text, _ in widget.pieces) == st.text()
         assert st.tokens[0].rank == 5 and st.tokens[0].prob < st.tokens[1].prob
+
+
+async def test_ctrl_c_ends_a_step_mode_turn_and_a_second_quits():
+    """Ctrl-C stops what runs (here the open step-mode turn, as Esc does), then quits: in
+    step mode it did neither, however often it was pressed."""
+    app = make_app(model="scratch:a", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":step hi")
+        await until(pilot, lambda: app.stepper is not None)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.stepper.tokens) == 1)
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: app.stepper is None and not app.generating)
+        assert app.is_running
+        assert list(app.query(ChatTurn))[-1].state == "done"
+        assert app.session.turns[-1].kind == "step" and len(app.session.turns[-1].tokens) == 1
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: not app.is_running)
+
+
+async def test_a_step_turn_that_cannot_start_is_marked_failed():
+    """`:step` with a prompt the model cannot encode is one error line, and its turn says
+    failed: it kept showing as generating (a blinking cursor) for the rest of the session."""
+    app = make_app(model="scratch:a", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":step 中")
+        await until(pilot, lambda: any(n.startswith("step: character") for n in notices(app)))
+        await settle(app, pilot)
+        [widget] = app.query(ChatTurn)
+        assert widget.state == "failed" and app._step_turn is None and not app.generating
+        await submit(pilot, ":step hi")  # step mode still opens
+        await until(pilot, lambda: app.stepper is not None)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert [w.state for w in app.query(ChatTurn)] == ["failed", "done"]
