@@ -730,10 +730,10 @@ class GPT2App(App):
     def action_interrupt(self) -> None:
         if self.stepper is not None:
             self._finish_step()  # as Esc: the step-mode turn ends, its tokens kept
-        elif self.generating:
+        elif self.generating and not self.cancel.is_set():
             self.cancel.set()
-        else:
-            self.quit_now()
+        else:  # nothing runs, or it has not stopped since the last Ctrl-C (a :compare
+            self.quit_now()  # loading its second model cannot stop until the load ends)
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)  # the interval is the process's, not ours

@@ -301,3 +301,23 @@ async def test_a_huge_notice_shows_its_head_and_how_much_is_left_out():
         await pilot.press("enter")  # the error quotes it: one very long line, cut too
         await until(pilot, lambda: "characters not shown" in notices(app)[-1])
         assert len(notices(app)[-1].replace("\n", "")) < NoticeLine.MAX_CHARS + 100
+
+
+async def test_a_second_ctrl_c_quits_while_a_compare_loads_its_second_model():
+    """`:compare` loads its second model inside the turn, where the cancel flag is not
+    looked at: Ctrl-C could not stop it, and no number of presses quit."""
+    loader = FakeLoader(models={"scratch": FakeLM("scratch"), "pretrained:gpt2": FakeLM("p")})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            loader.gate = threading.Event()  # the next load (compare's second) waits
+            await submit(pilot, ":compare x")
+            await until(pilot, lambda: "pretrained:gpt2" in loader.calls)
+            await pilot.press("ctrl+c")  # asks the turn to stop: the load goes on
+            await pilot.pause()
+            assert app.is_running and app.generating
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.is_running)
+    finally:
+        loader.gate.set()  # let the loading thread finish
