@@ -17,6 +17,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -54,6 +55,7 @@ from repl.session import (
     SwitchBranch,
     TrainStart,
     TrainStop,
+    clean_input,
     stats_line,
     step_pieces,
     user_errors,
@@ -68,6 +70,14 @@ from repl.widgets import (
     StatusBar,
 )
 from repl.widgets.views import AttentionView, NextTokenView, TrainingView, TrainLog
+
+
+@dataclass(frozen=True)
+class Held:
+    """A typed line that acts on the last turn, held in the queue until the turns before
+    it are done (see ``Session.reads_last_turn``)."""
+
+    line: str
 
 
 class NoWaitExecutor(ThreadPoolExecutor):
@@ -122,7 +132,7 @@ class GPT2App(App):
         self.session = Session(model=model, loader=loader, history_path=history_path)
         self.loads = ModelLoads(self.session, lambda e: self.post_message(LoadReport(e)))
         # Prompts (and :compare) wait here, in the order typed, each with its widget.
-        self.queue: deque[tuple[Generate | Compare, ChatTurn | None]] = deque()
+        self.queue: deque[tuple[Generate | Compare | StepStart | Held, ChatTurn | None]] = deque()
         self.generating = False
         self.cancel = threading.Event()  # the running turn's; each turn gets a fresh one
         self.turn_widgets: dict[int, ChatTurn] = {}
@@ -226,7 +236,16 @@ class GPT2App(App):
     @on(PromptInput.Submitted)
     def submitted(self, event: PromptInput.Submitted) -> None:
         event.input.reset_history()
-        self.dispatch(self.session.handle(event.value))
+        line = event.value
+        if (self.generating or self.queue) and self.session.reads_last_turn(line):
+            # :again (or :step, :inspect alone) acts on the last turn: not the one before
+            # what is running or queued now, so it takes its place in the queue
+            self.session.history.add(clean_input(line))
+            self.queue.append((Held(line), None))
+            self.chat.add(NoticeLine(f"{clean_input(line)}: after the turns before it"))
+            self.refresh_status()
+            return
+        self.dispatch(self.session.handle(line))
 
     @on(PromptInput.Changed)
     def prompt_changed(self) -> None:
@@ -300,6 +319,15 @@ class GPT2App(App):
             self.refresh_status()
             return
         action, widget = self.queue[0]
+        if isinstance(action, Held):  # its turn has come: the last turn is the one before
+            self.queue.popleft()
+            resolved = self.session.handle(action.line, record=False)
+            if isinstance(resolved, Generate | Compare | StepStart):
+                self.queue.appendleft((resolved, None))  # it keeps its place in the queue
+            else:
+                self.dispatch(resolved)
+            self._next_queued()
+            return
         lm = self.session.current
         if isinstance(action, Generate) and action.model:
             wanted = self.session.models.get(action.model)

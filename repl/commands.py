@@ -16,6 +16,12 @@ class CommandSpec:
     help: str
     completions: tuple[str, ...] = ()  # argument words offered by completers
     handler: str = ""  # the Session method that runs it; default ``cmd_<name>``
+    # whether it acts on the last turn: "always", "bare" (only with no argument) or "".
+    # Typed while turns are running or queued, such a line waits for them.
+    last_turn: str = ""
+
+    def reads_last_turn(self, arg: str) -> bool:
+        return self.last_turn == "always" or (self.last_turn == "bare" and not arg)
 
     @property
     def method(self) -> str:
@@ -56,17 +62,20 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "[same]",
         "run the last prompt again with a new seed (same: with the same seed, the same tokens)",
         ("same",),
+        last_turn="always",
     ),
     CommandSpec(
         "inspect",
         "[PROMPT]",
         "look inside for the next token: candidates, logit lens, attention (last turn if none)",
+        last_turn="bare",
     ),
     CommandSpec(
         "step",
         "[PROMPT]",
         "step mode: take the model's pick or force another candidate, one token at a time "
         "(continues the last turn if no PROMPT)",
+        last_turn="bare",
     ),
     CommandSpec("branches", "", "the branches of the open (or last) step-mode turn"),
     CommandSpec("branch", "N", "in step mode: switch to branch N"),

@@ -263,12 +263,26 @@ class Session:
         self.stepper = None  # the open step-mode turn (gpt2core.stepping.Stepper), if any
 
     # -- parsing ------------------------------------------------------------------------
-    def handle(self, line: str) -> Action | None:
-        """Turn one line of input into an action (None for an empty line)."""
+    def reads_last_turn(self, line: str) -> bool:
+        """Whether ``line`` is a command that acts on the last turn (``:again``; ``:step``
+        and ``:inspect`` without a prompt). A front end that runs turns in the background
+        holds such a line until the turns typed before it are done, and only then
+        ``handle``s it: handled at once it would act on an older turn."""
+        text = clean_input(line)
+        if not text.startswith(":") or text.startswith("::"):
+            return False
+        name, _, arg = text[1:].partition(" ")
+        spec = BY_NAME.get(name.strip().lower())
+        return spec is not None and spec.reads_last_turn(arg.strip())
+
+    def handle(self, line: str, record: bool = True) -> Action | None:
+        """Turn one line of input into an action (None for an empty line); ``record``:
+        add it to the input history (a held line was added when it was typed)."""
         text = clean_input(line)
         if not text:
             return None
-        self.history.add(text)
+        if record:
+            self.history.add(text)
         if not text.startswith(":") or text.startswith("::"):
             current = self.current.name if self.current else None
             return Generate(

@@ -321,3 +321,37 @@ async def test_a_second_ctrl_c_quits_while_a_compare_loads_its_second_model():
             await until(pilot, lambda: not app.is_running)
     finally:
         loader.gate.set()  # let the loading thread finish
+
+
+async def test_again_and_inspect_typed_while_a_turn_streams_act_on_that_turn():
+    """:again and :inspect (with no prompt) act on the last turn; typed while one streams
+    they wait for it. Handled at once they found no turn yet ("nothing to run again yet")
+    or, later in a session, silently took the turn before the one streaming."""
+    gate = threading.Event()
+    gate.set()  # the first turn runs freely; the second waits after 2 tokens
+    lm = FakeLM("scratch", gate=gate, gate_after=2)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await submit(pilot, ":set max_new_tokens=4")
+            await submit(pilot, "first")
+            await settle(app, pilot)
+            gate.clear()
+            await submit(pilot, "second")
+            await until(pilot, lambda: app.generating)
+            await submit(pilot, ":again")
+            await submit(pilot, ":inspect")
+            await pilot.pause()
+            assert [t.prompt for t in app.session.turns] == ["first"]  # still streaming
+            gate.set()
+            await settle(app, pilot)
+            await until(pilot, lambda: any("logit lens" in n for n in notices(app)))
+            assert [t.prompt for t in app.session.turns] == ["first", "second", "second"]
+            assert not [n for n in notices(app) if n.startswith("nothing to")]
+            report = next(n for n in notices(app) if "logit lens" in n)
+            second = app.session.turns[-1]
+            assert f"prompt: {len(second.output_ids)} tokens" in report  # the :again turn
+            assert app.session.history.items[-2:] == [":again", ":inspect"]
+    finally:
+        gate.set()
