@@ -45,8 +45,11 @@ def imports_frozen_for_gc():
     collector on, the import ran 5 full collections over them (0.35 s of a 2 s import), and
     every later full collection walked them all again: ~180 ms with the interpreter lock
     held, once or more per reply in the app, where the decoder thread then stood still.
-    Frozen (``gc.freeze``), later collections skip them. The import leaves ~1,500 objects
-    of cyclic garbage, which stay (they would cost a 0.2 s collection to find)."""
+    Frozen (``gc.freeze``), later collections skip them. ``gc.freeze`` moves every object
+    alive at that moment, so whatever the process held already (the app's first widgets,
+    when a model loads in the background) is frozen too: it is never collected if it
+    becomes cyclic garbage later. The import itself leaves ~1,500 objects of cyclic
+    garbage, which stay (they would cost a 0.2 s collection to find)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
