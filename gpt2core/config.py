@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2core import jsontext
 from gpt2core.errors import UserError
 
 CONFIG_NAME = "config.json"
@@ -133,10 +134,10 @@ class GPT2Config:
         """The raw JSON object of ``directory/config.json`` (one-line errors)."""
         path = Path(directory) / CONFIG_NAME
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = jsontext.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no config.json (not a checkpoint directory)") from None
-        except (ValueError, RecursionError) as e:  # not JSON or UTF-8, a number too long, too deep
+        except ValueError as e:  # not JSON or UTF-8, a number too long, nested too deep
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
         except OSError as e:  # a directory, no permission, an I/O error
             raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None

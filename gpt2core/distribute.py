@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gpt2core import jsontext
 from gpt2core.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -106,8 +107,8 @@ def read_tf_config(raw: str | None = None) -> Cluster:
             '"task": {"type": "worker", "index": 0}})'
         )
     try:
-        conf = json.loads(raw)
-    except (ValueError, RecursionError) as e:  # not JSON, a number too long, too deep
+        conf = jsontext.loads(raw)
+    except ValueError as e:  # not JSON, a number too long, nested too deep
         raise ClusterError(f"TF_CONFIG is not valid JSON ({e})") from None
     if not isinstance(conf, dict):
         raise ClusterError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")

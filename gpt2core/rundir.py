@@ -13,10 +13,10 @@ by one, config.json last, so DIR loads whenever it has a config.json.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from gpt2core import jsontext
 from gpt2core.config import CONFIG_NAME
 from gpt2core.train_config import TrainError
 
@@ -100,8 +100,8 @@ def read_metrics(path: Path) -> list[dict]:
         return []
     for line in lines:
         try:
-            r = json.loads(line)
-        except (ValueError, RecursionError):  # torn, a number too long, nested too deep
+            r = jsontext.loads(line)
+        except ValueError:  # torn, a number too long, nested too deep
             continue
         if isinstance(r, dict) and isinstance(r.get("iter"), int):
             records.append(r)

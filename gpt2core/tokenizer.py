@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from gpt2core import jsontext
 from gpt2core.errors import UserError
 from gpt2core.fsutil import atomic_write_text
 
@@ -194,11 +195,11 @@ class CharTokenizer:
     def load(cls, directory: str | os.PathLike) -> CharTokenizer:
         path = Path(directory) / CHAR_VOCAB_NAME
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = jsontext.loads(path.read_text(encoding="utf-8"))
             chars = d["chars"]
             if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
                 raise ValueError("'chars' must be a list of strings")
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise TokenizerError(f"{path}: not a character vocabulary ({_first_line(e)})") from None
         return cls(chars)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2core import rundir
+from gpt2core import jsontext, rundir
 from gpt2core.config import PRESETS, ConfigError, GPT2Config
 from gpt2core.data import (
     build_tokenizer,
@@ -407,10 +407,10 @@ def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
             raise TrainError(f"--resume: nothing to resume in {cfg.out} (no last/{RUN_NAME})")
         run_file = out / "last" / RUN_NAME
         try:
-            saved = json.loads(run_file.read_text(encoding="utf-8"))
+            saved = jsontext.loads(run_file.read_text(encoding="utf-8"))
             old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
             start = int(saved["step"])
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise TrainError(f"{run_file}: not a training state ({e})") from None
         # a resumed run keeps its recipe; only the length and the output may change
         cfg = dataclasses.replace(

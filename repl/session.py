@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gpt2core import jsontext
 from gpt2core.errors import UserError
 from gpt2core.generate import Event, GenerationSummary, LanguageModel, TokenEvent
 from gpt2core.sampling import USER_SETTINGS, Settings, SettingsError
@@ -219,8 +220,8 @@ class History:
         if path and path.is_file():
             for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
-                    item = json.loads(raw)
-                except (ValueError, RecursionError):  # not JSON, a number too long, too deep
+                    item = jsontext.loads(raw)
+                except ValueError:  # not JSON, a number too long, nested too deep
                     continue
                 if isinstance(item, str):
                     self.items.append(item)
