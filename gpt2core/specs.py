@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpt2core import jsontext
 from gpt2core.config import CONFIG_NAME, MAX_SIZES, PRESETS, GPT2Config
 from gpt2core.errors import UserError
 from gpt2core.generate import LanguageModel, PretrainedLM, ScratchLM
@@ -128,6 +129,12 @@ def _load_pretrained(spec: Spec) -> PretrainedLM:
     directory = resolve(spec.target)
     load_config(directory)  # a missing/bad config.json is one line before n_inner is read
     config, weights_path = check_checkpoint(directory, n_inner=_n_inner(directory))
+    deep = jsontext.too_deep_file(directory)
+    if deep is not None:  # before transformers' json.load recurses into it
+        raise CheckpointError(
+            f"{deep}: not a JSON file transformers can read (nested "
+            f"deeper than {jsontext.MAX_DEPTH} levels)"
+        )
     from gpt2core._tf import tf  # TensorFlow: only once the checkpoint passed its checks
 
     with warnings.catch_warnings():

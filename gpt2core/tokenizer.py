@@ -106,11 +106,18 @@ class BPETokenizer:
     def from_pretrained(cls, spec: str | os.PathLike) -> BPETokenizer:
         from transformers import GPT2TokenizerFast
 
+        deep = jsontext.too_deep_file(Path(spec))
+        if deep is not None:  # before transformers' json.load recurses into it
+            raise TokenizerError(
+                f"{spec}: cannot load a GPT-2 tokenizer ({deep.name}: nested deeper "
+                f"than {jsontext.MAX_DEPTH} levels)"
+            )
         try:
             tok = GPT2TokenizerFast.from_pretrained(str(spec))
         except Exception as e:
             # a bad file: tokenizers' own errors (a tokenizer.json cut short) are a bare
-            # Exception; transformers' a KeyError, or a RecursionError for JSON nested too deep
+            # Exception; transformers' a KeyError, or a RecursionError for JSON nested
+            # too deep that too_deep_file missed
             bad_file = (OSError, ValueError, TypeError, KeyError, RecursionError)
             if not isinstance(e, bad_file) and type(e) is not Exception:
                 raise

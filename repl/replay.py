@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpt2core import jsontext
 from gpt2core.errors import UserError
 from gpt2core.generate import GenerationSummary, PromptEvent, TokenEvent
 from gpt2core.sampling import Settings
@@ -79,14 +80,14 @@ def read_session(path: str | Path) -> list[SavedTurn]:
     except OSError as e:
         raise ReplayFileError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = jsontext.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ReplayFileError(f"{path}: not a JSON session (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise ReplayFileError(
             f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
-    except (ValueError, RecursionError) as e:  # a number too long, nesting too deep
+    except ValueError as e:  # a number too long, nesting too deep
         raise ReplayFileError(f"{path}: not a JSON session ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("turns"), list):
         raise ReplayFileError(f'{path}: not a session saved by :save (no "turns" list)')

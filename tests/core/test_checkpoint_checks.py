@@ -272,3 +272,15 @@ def test_sizes_have_upper_bounds(key):
 def test_rates_and_token_ids_are_checked(key, value):
     with pytest.raises(ConfigError, match=f"{key}|dropout"):
         GPT2Config.from_hf_dict({**BASE, key: value})
+
+
+def test_a_json_file_nested_too_deep_is_refused_before_transformers_reads_it(
+    hf_tiny_dir, tmp_path, allocations
+):
+    """transformers reads every JSON file of a checkpoint it knows (generation_config.json
+    here) with json.load, which would recurse ~1,000 frames into a file nested 100,000
+    deep: refused first, one line, transformers not called."""
+    d = variant(hf_tiny_dir, tmp_path)
+    (d / "generation_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    refused(f"pretrained:{d}", "generation_config.json", "nested deeper than")
+    assert allocations == []

@@ -176,7 +176,7 @@ def _turn(**changes):
         ("{not json", "not valid JSON (line 1, column 2"),
         (b"\xff\xfe", "not a JSON session (not UTF-8 text)"),
         ("[1, 2]", 'not a session saved by :save (no "turns" list)'),
-        ("[" * 100_000 + "]" * 100_000, "not a JSON session (RecursionError"),
+        ("[" * 100_000 + "]" * 100_000, "not a JSON session (ValueError: nested deeper"),
         ('{"turns": [' + "9" * 5000 + "]}", "not a JSON session (ValueError"),
         ({"turns": [_turn(output_ids="1 2")]}, 'turn 1: "output_ids" must be a list'),
         ({"turns": [_turn(settings={"top_p": 3})]}, "turn 1: settings: top_p=3 is invalid"),
