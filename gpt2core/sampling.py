@@ -89,7 +89,9 @@ class Settings:
     repetition_penalty: float = _setting(
         1.0, "a number > 0 (1 turns it off)", _parse_float, lambda v: _is_num(v) and v > 0
     )
-    max_new_tokens: int = _setting(64, "an integer >= 1", int, lambda v: _is_int(v) and v >= 1)
+    max_new_tokens: int = _setting(  # 100,000: about an hour at 124M on a laptop
+        64, "an integer from 1 to 100000", int, lambda v: _is_int(v) and 1 <= v <= 100_000
+    )
     seed: int | None = _setting(
         None,
         "an integer >= 0, or 'none'",
