@@ -379,7 +379,11 @@ class Session:
         `:train shakespeare` (the bundled corpus), `:train stop`."""
         from repl.train_args import TrainHelp, parse_train_args
 
-        if arg.strip() == "stop":
+        words = arg.split()
+        if words[:1] == ["stop"]:
+            if len(words) > 1:  # not a corpus named stop: that is ./stop
+                return Reply(":train stop takes nothing after it (a file named stop is "
+                             "./stop)", "error")  # fmt: skip
             return TrainStop()
         try:
             return TrainStart(parse_train_args(arg))

@@ -42,6 +42,18 @@ def test_lines_become_actions(session):
     assert ":compare PROMPT" in session.handle(":help").text
 
 
+def test_train_stop_takes_nothing_after_it(session):
+    """`:train stop now` was a run on a corpus file named stop."""
+    from repl.session import TrainStart, TrainStop
+
+    assert session.handle(":train stop") == TrainStop()
+    assert session.handle(":train   stop  ") == TrainStop()
+    r = session.handle(":train stop now")
+    assert isinstance(r, Reply) and r.level == "error" and "./stop" in r.text
+    start = session.handle(":train ./stop --max-iters 3")
+    assert isinstance(start, TrainStart) and start.request.config.corpus == ("./stop",)
+
+
 def test_set_and_errors(session):
     r = session.handle(":set temperature=0.7 top_k=5 seed=3")
     assert r.level == "info" and session.settings.top_k == 5 and session.settings.seed == 3
