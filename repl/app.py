@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -66,6 +67,7 @@ from repl.widgets import (
     CompareView,
     NoticeLine,
     PromptInput,
+    QueuedLine,
     SidePanel,
     StatusBar,
 )
@@ -132,7 +134,9 @@ class GPT2App(App):
         self.session = Session(model=model, loader=loader, history_path=history_path)
         self.loads = ModelLoads(self.session, lambda e: self.post_message(LoadReport(e)))
         # Prompts (and :compare) wait here, in the order typed, each with its widget.
-        self.queue: deque[tuple[Generate | Compare | StepStart | Held, ChatTurn | None]] = deque()
+        # each waiting action with its place in the chat: a queued ChatTurn, a QueuedLine
+        # (:compare, :step, a held :again), or None past QUEUE_SHOWN
+        self.queue: deque[tuple[Generate | Compare | StepStart | Held, Widget | None]] = deque()
         self.generating = False
         self.cancel = threading.Event()  # the running turn's; each turn gets a fresh one
         self.turn_widgets: dict[int, ChatTurn] = {}
@@ -152,6 +156,9 @@ class GPT2App(App):
         self.train_stop: threading.Event | None = None  # set: the run in the app stops
         self.stepper = None  # the open step-mode turn, if any
         self._step_turn: tuple[ChatTurn, str] | None = None  # its widget and prompt
+        # where the running :compare or :step shows what it adds later (its progress, its
+        # result, its errors): its place in the chat, above the prompts queued after it
+        self._anchor: Widget | None = None
         self._step_lock = threading.Lock()
 
     # -- layout --------------------------------------------------------------------------
@@ -241,8 +248,7 @@ class GPT2App(App):
             # :again (or :step, :inspect alone) acts on the last turn: not the one before
             # what is running or queued now, so it takes its place in the queue
             self.session.history.add(clean_input(line))
-            self.queue.append((Held(line), None))
-            self.chat.add(NoticeLine(f"{clean_input(line)}: after the turns before it"))
+            self.queue.append((Held(line), self.chat.add(QueuedLine(clean_input(line)))))
             self.refresh_status()
             return
         self.dispatch(self.session.handle(line))
@@ -287,10 +293,15 @@ class GPT2App(App):
         elif isinstance(action, Generate | Compare | StepStart):
             widget = None
             shown = sum(1 for _, w in self.queue if w is not None)
-            if isinstance(action, Generate) and shown < self.QUEUE_SHOWN:
+            if shown < self.QUEUE_SHOWN:
                 # a queued prompt shows at once; past QUEUE_SHOWN (a pasted script of
                 # thousands of lines) the status bar counts them and each shows as it starts
-                widget = self.chat.add(ChatTurn(action.model or "?", action.prompt, "queued"))
+                if isinstance(action, Generate):
+                    widget = ChatTurn(action.model or "?", action.prompt, "queued")
+                else:
+                    name = "compare" if isinstance(action, Compare) else "step"
+                    widget = QueuedLine(f":{name} {action.prompt}")
+                self.chat.add(widget)
             self.queue.append((action, widget))
             if self.session.current is None and not self.generating:
                 self.chat.add(NoticeLine("queued: it runs when the model is ready"))
@@ -323,8 +334,10 @@ class GPT2App(App):
             self.queue.popleft()
             resolved = self.session.handle(action.line, record=False)
             if isinstance(resolved, Generate | Compare | StepStart):
-                self.queue.appendleft((resolved, None))  # it keeps its place in the queue
+                self.queue.appendleft((resolved, widget))  # it keeps its place in the queue
             else:
+                if widget is not None:
+                    widget.ran()
                 self.dispatch(resolved)
             self._next_queued()
             return
@@ -346,29 +359,28 @@ class GPT2App(App):
         self.generating = True
         self.cancel = threading.Event()
         if isinstance(action, Compare):
-            self.chat.add(
-                NoticeLine(
-                    f"compare: {self.session.last_scratch} vs {self.session.last_pretrained}..."
-                )
-            )
+            self._anchor = self.chat.place(widget, NoticeLine(
+                f"compare: {self.session.last_scratch} vs {self.session.last_pretrained}..."
+            ))  # fmt: skip
             self.compare(action.prompt, self.cancel)
         elif isinstance(action, StepStart):
-            widget = self.chat.add(ChatTurn(lm.name, action.prompt))
+            widget = self.chat.place(widget, ChatTurn(lm.name, action.prompt))
             widget.set_colour(self.session.display["color"] == "surprisal")
             self._step_turn = (widget, action.prompt)
-            self.chat.add(
+            self._anchor = self.chat.add(
                 NoticeLine(
                     "step mode: Enter takes the model's pick, 1-9 force a candidate, "
                     "Backspace steps back, Esc ends the turn; :branches lists the branches, "
                     ":branch N switches (once ':' is typed the keys edit the command)"
-                )  # fmt: skip
-            )
+                ),
+                after=widget,
+            )  # fmt: skip
             self.step_begin(action, lm)
         else:
             self._turn_counter += 1
             turn = self._turn_counter
-            if widget is None:
-                widget = self.chat.add(ChatTurn(lm.name, action.prompt))
+            if not isinstance(widget, ChatTurn):  # none shown, or a held :again's place
+                widget = self.chat.place(widget, ChatTurn(lm.name, action.prompt))
             self.turn_widgets[turn] = widget
             self._running_turn = turn
             widget.start(lm.name)
@@ -580,7 +592,9 @@ class GPT2App(App):
     def compare(self, prompt: str, cancel: threading.Event) -> None:
         try:
             result = self.session.run_compare(
-                prompt, cancel=cancel, on_progress=lambda m: self.post_message(Notice(m))
+                prompt,
+                cancel=cancel,
+                on_progress=lambda m: self.post_message(Notice(m, follows_turn=True)),
             )
         except user_errors() as e:
             self.post_message(GenerationFailed(0, f"compare: {e}"))
@@ -702,7 +716,7 @@ class GPT2App(App):
         if widget is not None:
             widget.finish("failed")
         self._drop_unopened_step()
-        self.chat.add(NoticeLine(message.error, "error"))
+        self._follow(NoticeLine(message.error, "error"))
         self._done()
 
     def _drop_unopened_step(self) -> None:
@@ -718,14 +732,23 @@ class GPT2App(App):
             getattr(self.session.models.get(spec), "tokenizer", None)
             for spec in (self.session.last_scratch, self.session.last_pretrained)
         ]
-        self.chat.add(CompareView(r, toks))
+        self._follow(CompareView(r, toks))
         self._done()
 
     @on(Notice)
     def notice(self, message: Notice) -> None:
-        self.chat.add(NoticeLine(message.text, message.level))
+        line = NoticeLine(message.text, message.level)
+        if message.follows_turn:
+            self._follow(line)
+        else:
+            self.chat.add(line)
+
+    def _follow(self, widget) -> None:
+        """Show what the running :compare or :step adds, in its place in the chat."""
+        self._anchor = self.chat.add(widget, after=self._anchor)
 
     def _done(self) -> None:
+        self._anchor = None
         self.generating = False
         self.refresh_status()
         self._next_queued()

@@ -68,3 +68,4 @@ class TrainReport(Message):
 class Notice(Message):
     text: str
     level: str = "info"
+    follows_turn: bool = False  # the running :compare's progress: shown in its place

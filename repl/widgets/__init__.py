@@ -1,4 +1,4 @@
-from repl.widgets.chat import ChatLog, ChatTurn, CompareView, NoticeLine
+from repl.widgets.chat import ChatLog, ChatTurn, CompareView, NoticeLine, QueuedLine
 from repl.widgets.panel import SidePanel
 from repl.widgets.prompt import PromptInput
 from repl.widgets.status import StatusBar
@@ -9,6 +9,7 @@ __all__ = [
     "CompareView",
     "NoticeLine",
     "PromptInput",
+    "QueuedLine",
     "SidePanel",
     "StatusBar",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from repl.session import CompareResult, chosen_prob, printable, surprisal_band
@@ -35,10 +35,32 @@ class NoticeLine(Static):
         return text
 
 
-class ChatTurn(Static):
-    """One prompt and its completion; ``append`` adds streamed text."""
+def _tabs_expanded(t: Text) -> Text:
+    """``t`` with its tabs as spaces, each to the next multiple of 8 from its line's start.
+    Left to Textual, tab stops came out differently from Rich's, and one streamed turn with
+    a line of tabs was measured a row shorter than it was drawn (its last row cut off).
+    Every Static of a turn starts at a line's start, so expanding each one equals
+    expanding the whole text."""
+    t.expand_tabs(8)
+    return t
 
+
+class TurnText(Static):
+    """A part of a ChatTurn: its prompt, a settled block of its completion, or the tail."""
+
+
+class ChatTurn(Vertical):
+    """One prompt and its completion; ``append`` adds streamed text.
+
+    The completion is drawn by a column of Statics: settled blocks, each ending where a
+    newline was, and the live tail. A frame redraws the tail only; as one Static the turn
+    re-wrapped its whole text every frame, so a 20,000-token reply ran slower the longer
+    it got and key presses waited seconds near its end. A block boundary is a newline of
+    the text, so the column shows exactly what one Static of ``full_text()`` shows."""
+
+    DEFAULT_CSS = "ChatTurn { height: auto; } TurnText { height: auto; }"
     PROMPT_LINES = 6  # a longer (pasted) prompt shows its head and its line count
+    BLOCK_LINES = 24  # the tail is settled into a block once it holds this many newlines
 
     def __init__(self, model: str, prompt: str, state: str = "generating"):
         super().__init__()
@@ -50,7 +72,19 @@ class ChatTurn(Static):
         self.footer = ""
         self._prompt_text = self._shown_prompt(prompt)
         self._rows = -1
+        # completion[:_settled] is drawn by _blocks; _cuts[k] is where block k starts
+        self._settled = 0
+        self._cuts: list[int] = []
+        self._blocks: list[TurnText] = []
+        self._piece = (0, 0)  # (index, start offset) of the piece holding _settled
+        self._head = TurnText(_tabs_expanded(self._head_text()))
+        self._tail = TurnText()
+        self._queued_head = self.state == "queued"
         self._refresh_text()
+
+    def compose(self):
+        yield self._head
+        yield self._tail
 
     @classmethod
     def _shown_prompt(cls, prompt: str) -> Text:
@@ -67,7 +101,7 @@ class ChatTurn(Static):
 
     def start(self, model: str) -> None:
         self.model, self.state = model, "generating"
-        self._refresh_text()
+        self._redraw_all()
 
     def append_tokens(self, events) -> None:
         """Add streamed tokens (each with the probability the model gave it)."""
@@ -79,12 +113,13 @@ class ChatTurn(Static):
         mode redraws the whole turn after each step, coloured like a streamed one)."""
         self.completion = "".join(text for text, _ in pieces)
         self.pieces = [(text, surprisal_band(p)) for text, p in pieces]
+        self._unsettle()
         self._refresh_text()
 
     def set_colour(self, on: bool) -> None:
         if on != self.colour:
             self.colour = on
-            self._refresh_text(layout=False)
+            self._redraw_all(layout=False)
 
     def append(self, text: str, record: bool = True) -> None:
         """Add streamed text. A layout pass (the costly part of a frame) is asked for only
@@ -92,32 +127,61 @@ class ChatTurn(Static):
         if record:
             self.pieces.append((text, 0))
         self.completion += text
+        settled = self._settle()
         width = max(self.size.width, 20)
-        rows = self.completion.count("\n") + len(self.completion) // width
-        self._refresh_text(layout=rows != self._rows)
+        tail = self.completion[self._settled :]
+        rows = len(self._cuts) + tail.count("\n") + len(tail) // width
+        self._refresh_text(layout=settled or rows != self._rows)
         self._rows = rows
 
     def finish(self, state: str, footer: str = "") -> None:
         self.state, self.footer = state, footer
         self._refresh_text()
 
-    def _refresh_text(self, layout: bool = True) -> None:
+    def full_text(self) -> Text:
+        """Everything the turn shows, as one Text (what its column of Statics draws)."""
+        t = self._head_text()
+        if self.state != "queued":
+            t.append("\n")
+            t.append_text(self._body_text(0, len(self.completion)))
+            t.append_text(self._end_text())
+        return _tabs_expanded(t)
+
+    # -- drawing -------------------------------------------------------------------
+
+    def _head_text(self) -> Text:
         t = Text()
         t.append("you ", style="bold cyan")
         t.append_text(self._prompt_text)
-        t.append("\n")
         if self.state == "queued":
+            t.append("\n")
             t.append("queued: runs after what is ahead of it", style="dim italic")
-            self.update(t)
-            return
+        return t
+
+    def _label(self) -> Text:
+        t = Text()
         t.append(f"{printable(self.model)} ", style="bold magenta")
         tail = self.prompt.rsplit("\n", 1)[-1][-200:]
         t.append(printable(tail), style="dim")
-        if self.colour:
-            for text, band in self.pieces:
-                t.append(printable(text), style=BAND_STYLES[band])
-        else:
-            t.append(printable(self.completion))
+        return t
+
+    def _body_text(self, start: int, stop: int) -> Text:
+        """completion[start:stop] as shown (the model's label before offset 0)."""
+        t = self._label() if start == 0 else Text()
+        if not self.colour:
+            t.append(printable(self.completion[start:stop]))
+            return t
+        index, offset = self._piece if start == self._settled else (0, 0)
+        while index < len(self.pieces) and offset < stop:
+            text, band = self.pieces[index]
+            lo, hi = max(start - offset, 0), min(stop - offset, len(text))
+            if hi > lo:
+                t.append(printable(text[lo:hi]), style=BAND_STYLES[band])
+            index, offset = index + 1, offset + len(text)
+        return t
+
+    def _end_text(self) -> Text:
+        t = Text()
         if self.state == "generating":
             t.append("▌", style="blink")
         elif self.state == "stopped":
@@ -126,7 +190,69 @@ class ChatTurn(Static):
             t.append("  [failed]", style="bold red")
         if self.footer:
             t.append("\n" + printable(self.footer), style="dim italic")
-        self.update(t, layout=layout)
+        return t
+
+    def _refresh_text(self, layout: bool = True) -> None:
+        """Redraw the live tail, and the head if the queued line comes or goes (the
+        settled blocks do not change)."""
+        if self._queued_head != (self.state == "queued"):
+            self._queued_head = self.state == "queued"
+            self._head.update(_tabs_expanded(self._head_text()))
+        shown = self.state != "queued"
+        if self._tail.display != shown:
+            self._tail.display = shown
+        if not shown:
+            return
+        t = self._body_text(self._settled, len(self.completion))
+        t.append_text(self._end_text())
+        self._tail.update(_tabs_expanded(t), layout=layout)
+
+    def _redraw_all(self, layout: bool = True) -> None:
+        for k, block in enumerate(self._blocks):
+            stop = self._cuts[k + 1] - 1 if k + 1 < len(self._cuts) else self._settled - 1
+            block.update(_tabs_expanded(self._body_text(self._cuts[k], stop)), layout=layout)
+        self._refresh_text(layout)
+
+    def _settle(self) -> bool:
+        """Move the tail's finished lines into a new block, once it holds BLOCK_LINES
+        newlines (only while mounted: a block is a mounted Static). The cut is at a
+        newline with text after it, so the tail is never left empty."""
+        if not self.is_mounted:
+            return False
+        tail = self.completion[self._settled :]
+        if tail.count("\n") < self.BLOCK_LINES:
+            return False
+        # the last newline with text after it and not after another newline: a Static
+        # does not draw a Text's trailing newline as an empty row, so no block ends in one
+        j = len(tail) - 1
+        while True:
+            j = tail.rfind("\n", 0, j)
+            if j <= 0:
+                return False
+            if tail[j - 1] != "\n":
+                break
+        cut = self._settled + j  # the newline's offset in the completion
+        block = TurnText(_tabs_expanded(self._body_text(self._settled, cut)))
+        self._advance_piece(cut + 1)
+        self._cuts.append(self._settled)
+        self._settled = cut + 1  # the newline itself is the boundary between the Statics
+        self._blocks.append(block)
+        self.mount(block, before=self._tail)
+        return True
+
+    def _advance_piece(self, to: int) -> None:
+        index, offset = self._piece
+        while index < len(self.pieces) and offset + len(self.pieces[index][0]) <= to:
+            offset += len(self.pieces[index][0])
+            index += 1
+        self._piece = (index, offset)
+
+    def _unsettle(self) -> None:
+        """Drop the blocks: the whole completion is the tail again."""
+        for block in self._blocks:
+            block.remove()
+        self._blocks, self._cuts = [], []
+        self._settled, self._piece = 0, (0, 0)
 
 
 class CompareView(Horizontal):
@@ -155,8 +281,34 @@ class CompareView(Horizontal):
         self.border_title = f":compare {printable(r.prompt)[:40]}: {note}"
 
 
+class QueuedLine(NoticeLine):
+    """The place in the chat of a queued :compare, :step or held :again: what it shows
+    when it runs goes here, above the prompts queued after it (``ChatLog.place``)."""
+
+    def __init__(self, line: str):
+        super().__init__(f"queued: {line}")
+        self.line = line
+        self.state = "queued"  # :clear keeps it, like a queued turn
+
+    def ran(self) -> None:
+        """It ran as something that shows no turn (a held :inspect): it says so."""
+        self.state = "done"
+        self.update(Text(printable(self._head(self.line)), style="dim"))
+
+
 class ChatLog(VerticalScroll):
-    def add(self, widget):
-        self.mount(widget)
+    def add(self, widget, after=None):
+        """Mount ``widget`` at the end, or right after ``after`` if that is still shown."""
+        if after is not None and after.parent is self:
+            self.mount(widget, after=after)
+        else:
+            self.mount(widget)
         self.scroll_end(animate=False)
+        return widget
+
+    def place(self, placeholder, widget):
+        """``widget`` where ``placeholder`` was (at the end if there is none)."""
+        self.add(widget, after=placeholder)
+        if placeholder is not None and placeholder.parent is self:
+            placeholder.remove()
         return widget

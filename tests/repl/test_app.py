@@ -5,20 +5,21 @@ import json
 import threading
 
 from repl.app import make_app
-from repl.widgets import ChatTurn, CompareView, NoticeLine, SidePanel
+from repl.widgets import ChatTurn, CompareView, NoticeLine, QueuedLine, SidePanel
 from tests.repl.fakes import FakeLM, FakeLoader
 
 SIZE = (120, 40)
 
 
 def text_of(widget) -> str:
-    """What a Static shows, as plain text."""
+    """What a Static or a ChatTurn shows, as plain text."""
     import io
 
     from rich.console import Console
 
     console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(widget.content)
+    # a ChatTurn is a column of Statics; full_text() is what they show (test_chat_turn)
+    console.print(widget.full_text() if hasattr(widget, "full_text") else widget.content)
     return console.export_text()
 
 
@@ -353,5 +354,56 @@ async def test_again_and_inspect_typed_while_a_turn_streams_act_on_that_turn():
             second = app.session.turns[-1]
             assert f"prompt: {len(second.output_ids)} tokens" in report  # the :again turn
             assert app.session.history.items[-2:] == [":again", ":inspect"]
+    finally:
+        gate.set()
+
+
+async def test_queued_compare_step_and_again_show_in_the_order_they_were_typed():
+    """Typed while a turn streams: `:compare`, a prompt, `:again`, a prompt, `:step`, a
+    prompt. Each shows in the chat where it was typed: the compare's result, the :again
+    turn and the step turn landed where they finished, below the prompts queued after
+    them."""
+    gate = threading.Event()
+    gate.set()
+    loader = FakeLoader(
+        models={
+            "scratch": FakeLM("scratch", script="hello world", gate=gate, gate_after=2),
+            "pretrained:gpt2": FakeLM("pretrained:gpt2", script="hello there"),
+        }
+    )
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await submit(pilot, ":set max_new_tokens=4 greedy=true")
+            gate.clear()
+            await submit(pilot, "first")
+            await until(pilot, lambda: app.generating)
+            for line in (":compare c", "p1", ":again", "p2", ":step s", "p3"):
+                await submit(pilot, line)
+            await pilot.pause()
+            gate.set()
+            await until(pilot, lambda: app.stepper is not None, n=1500)
+            await pilot.press("escape")  # the step turn ends; p3 runs
+            await settle(app, pilot)
+
+            def label(w):
+                if isinstance(w, ChatTurn):
+                    return f"turn {w.prompt} {w.state}"
+                if isinstance(w, CompareView):
+                    return f"compare {w.result.prompt}"
+                return None
+
+            shown = [label(w) for w in app.chat.children if label(w)]
+            assert shown == [
+                "turn first done",
+                "compare c",
+                "turn p1 done",
+                "turn p1 done",  # :again ran the turn before it: p1
+                "turn p2 done",
+                "turn s done",
+                "turn p3 done",
+            ], shown
+            assert not [w for w in app.query(QueuedLine) if w.state == "queued"]
     finally:
         gate.set()

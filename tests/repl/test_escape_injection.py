@@ -229,10 +229,10 @@ def test_textual_widgets_render_inert_text():
 
     rendered = _render_widgets(make)
     kinds = {name.split("#")[0] for name in rendered}
-    assert {"NoticeLine", "ChatTurn", "SidePanel", "CompareView"} <= kinds
+    assert {"NoticeLine", "ChatTurn", "TurnText", "SidePanel", "CompareView"} <= kinds
     for name, text in rendered.items():
         assert raw_controls(text) == [], name
-    turn_text = next(t for n, t in rendered.items() if n.startswith("ChatTurn"))
+    turn_text = "\n".join(t for n, t in rendered.items() if n.startswith("TurnText"))
     assert "\\x1b[2J" in turn_text and "\\u202e" in turn_text
 
 

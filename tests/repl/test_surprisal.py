@@ -40,11 +40,11 @@ async def test_app_colours_each_token_by_its_probability_and_f4_toggles():
         assert turn.colour and len(turn.pieces) == 9
         bands = [band for _, band in turn.pieces]
         assert bands.count(3) == 3 and bands.count(0) == 6  # the flat steps are gambles
-        spans = {str(s.style) for s in turn.content.spans}
+        spans = {str(s.style) for s in turn.full_text().spans}
         assert BAND_STYLES[3] in spans
         await pilot.press("f4")
         assert not turn.colour and app.session.display["color"] == "none"
-        assert BAND_STYLES[3] not in {str(s.style) for s in turn.content.spans}
+        assert BAND_STYLES[3] not in {str(s.style) for s in turn.full_text().spans}
         await pilot.press("f4")
         assert turn.colour
 
