@@ -4,8 +4,12 @@
          the same model streamed headless in the same process (ratio printed; issue 9
          asks >= 0.95x).
   long   one long reply in the app (default 1,000 tokens): the rate of its last 100
-         tokens against its first 100, timed as the app's worker receives each token.
+         tokens against its first 100, timed as the app's worker receives each token, and
+         how late a 10 ms timer on the UI's event loop fires during its first and last
+         10% (the wait a key press would have).
   soak   300 prompts in one app session: RSS every 50 prompts (issue 8: memory stays flat).
+  lines  Tiny Shakespeare as one 40,000-character reply from the tests' fake model: how
+         late the UI's loop runs at its start and its end (the chat's cost per frame).
 
     uv run python benchmarks/app.py rate --model scratch:DIR [--new-tokens 500]
     uv run python benchmarks/app.py soak --model scratch:DIR [--prompts 300]
@@ -126,11 +130,21 @@ def run_long(model: str, new_tokens: int) -> None:
                 pass
             runs.append(list(stamps))
             stamps.clear()
+
+            async def ticker():  # how late a 10 ms timer on the UI's loop fires: the wait
+                while True:  # a key press would have had at that moment
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    stalls.append((time.perf_counter(), time.perf_counter() - t - 0.01))
+
+            tick = asyncio.ensure_future(ticker())
             await _type(pilot, "Once upon a time")
             await _wait_idle(app, pilot)
+            tick.cancel()
             runs.append(list(stamps))
 
     runs: list[list[float]] = []
+    stalls: list[tuple[float, float]] = []  # (when, how late the UI loop's timer fired)
     asyncio.run(drive())
     print(f"model {model}, one reply of {new_tokens} tokens, greedy")
     for name, s in zip(("headless", "in the app"), runs, strict=True):
@@ -138,7 +152,14 @@ def run_long(model: str, new_tokens: int) -> None:
         last = 99 / (s[-1] - s[-100])
         print(
             f"  {name:10}: tokens 2-101 {first:5.1f} tok/s   last 100 {last:5.1f} tok/s"
-            f"   last/first {last / first:.3f}"
+            f"   last/first {last / first:.3f}   reply {s[-1] - s[0]:.1f} s"
+        )
+    s = runs[1]
+    for part, (a, b) in (("first", (s[0], s[len(s) // 10])), ("last", (s[-len(s) // 10], s[-1]))):
+        late = [d for t, d in stalls if a <= t <= b] or [0.0]
+        print(
+            f"  UI loop during the {part} 10% of the reply: a 10 ms timer fired up to "
+            f"{max(late) * 1000:.0f} ms late (mean {sum(late) / len(late) * 1000:.0f} ms)"
         )
 
 
@@ -170,16 +191,67 @@ def run_soak(model: str, prompts: int) -> None:
     )
 
 
+def run_lines(chars: int, step_s: float) -> None:
+    """Tiny Shakespeare as a reply (the tests' fake model writes it one character per step,
+    ``step_s`` apart): the chat's cost as a reply of many lines grows, which a random
+    model (no newlines) does not show."""
+    sys.path.insert(0, str(ROOT / "tests" / "repl"))
+    from fakes import ALPHABET, FakeLM, FakeLoader
+
+    from gpt2core.data import BUNDLED
+    from repl.app import make_app
+
+    corpus = BUNDLED["shakespeare"].read_text(encoding="utf-8")
+    text = "".join(c for c in corpus if c in ALPHABET)[:chars]
+    lm = FakeLM("scratch", script=text, n_positions=len(text) + 100, delay=step_s)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    late: list[tuple[float, float]] = []
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _wait_idle(app, pilot)
+            app.session.settings = app.session.settings.updated(
+                max_new_tokens=len(text), greedy=True, stop_at_eos=False
+            )
+
+            async def ticker():
+                while True:
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    late.append((time.perf_counter(), time.perf_counter() - t - 0.01))
+
+            tick = asyncio.ensure_future(ticker())
+            t0 = time.perf_counter()
+            await _type(pilot, "go")
+            await _wait_idle(app, pilot)
+            tick.cancel()
+            return t0, time.perf_counter()
+
+    t0, t1 = asyncio.run(drive())
+    d = t1 - t0
+    print(f"{len(text)} characters ({text.count(chr(10))} lines), one per step: reply {d:.1f} s")
+    for part, (a, b) in (("first", (t0, t0 + d / 10)), ("last", (t1 - d / 10, t1))):
+        x = [v for t, v in late if a <= t <= b] or [0.0]
+        print(
+            f"  UI loop during the {part} 10%: a 10 ms timer fired up to "
+            f"{max(x) * 1000:.0f} ms late (mean {sum(x) / len(x) * 1000:.0f} ms)"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["rate", "long", "soak"])
+    p.add_argument("what", choices=["rate", "long", "soak", "lines"])
     p.add_argument("--model", default=None)
     p.add_argument("--preset", default="tiny", help="for the generated checkpoint")
     p.add_argument("--new-tokens", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--prompts", type=int, default=300)
+    p.add_argument("--chars", type=int, default=40_000, help="lines: reply length")
+    p.add_argument("--step-s", type=float, default=0.0005, help="lines: seconds per step")
     a = p.parse_args()
     os.environ.setdefault("GPT2_HOME", tempfile.mkdtemp())
+    if a.what == "lines":
+        return run_lines(a.chars, a.step_s)
     model = a.model or tiny_checkpoint(a.preset)
     if a.what == "rate":
         run_rate(model, a.new_tokens, a.rounds)
