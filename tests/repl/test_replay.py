@@ -230,11 +230,12 @@ class RunawayLM(FakeLM):
 
 
 def test_a_files_huge_max_new_tokens_stops_one_token_past_the_saved_ids(tmp_path, capsys):
-    """A hand-edited max_new_tokens of 10**12 must not keep the replay running for ever:
-    one token past the saved output_ids already tells it does not match."""
+    """A hand-edited max_new_tokens (the largest a setting takes) must not keep the replay
+    running for an hour: one token past the saved output_ids already tells it does not
+    match. Past the setting's range the file is refused, one line."""
     lm = RunawayLM(name="pretrained:fake")
     ids = [ALPHABET.index(c) for c in "ath"]  # the prompt "a", then what the fake writes
-    turn = _turn(settings={"greedy": True, "max_new_tokens": 10**12}, output_ids=ids)
+    turn = _turn(settings={"greedy": True, "max_new_tokens": 100_000}, output_ids=ids)
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"turns": [turn]}))
     rc, out, err, _ = _replay(path, capsys, loader=FakeLoader(models={"pretrained:fake": lm}))
@@ -243,6 +244,11 @@ def test_a_files_huge_max_new_tokens_stops_one_token_past_the_saved_ids(tmp_path
         "mismatch: turn 1: output_ids differ: saved 3 ids, replayed 4 (the same up to 3)"
     ]
     assert lm.steps == 3  # prefill + 2 steps: 3 new tokens, one past the saved two
+    turn["settings"]["max_new_tokens"] = 10**12
+    path.write_text(json.dumps({"turns": [turn]}))
+    rc, out, err, _ = _replay(path, capsys, loader=FakeLoader(models={"pretrained:fake": lm}))
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "turn 1: settings: max_new_tokens" in err, err
 
 
 def test_a_file_in_the_home_of_a_user_that_does_not_exist_is_one_line(capsys):
