@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
+
+try:  # the line wrapping Textual's Static uses (Rich's, private): to find where it wraps
+    from rich._wrap import divide_line as _wrap_offsets
+except ImportError:  # another Rich: a paragraph with no newline stays in the tail
+    _wrap_offsets = None
 
 from repl.session import CompareResult, chosen_prob, printable, surprisal_band
 
@@ -35,14 +41,40 @@ class NoticeLine(Static):
         return text
 
 
-def _tabs_expanded(t: Text) -> Text:
-    """``t`` with its tabs as spaces, each to the next multiple of 8 from its line's start.
+def _tabs_expanded(t: Text, lead: int = 0) -> Text:
+    """``t`` with its tabs as spaces, each to the next multiple of 8 from its line's start;
+    ``t`` starts ``lead`` cells into its first line (a block cut where a paragraph wraps).
     Left to Textual, tab stops came out differently from Rich's, and one streamed turn with
-    a line of tabs was measured a row shorter than it was drawn (its last row cut off).
-    Every Static of a turn starts at a line's start, so expanding each one equals
-    expanding the whole text."""
+    a line of tabs was measured a row shorter than it was drawn (its last row cut off)."""
+    if lead:
+        t = Text(" " * lead).append_text(t)
     t.expand_tabs(8)
-    return t
+    return t[lead:] if lead else t
+
+
+def _clean_row_start(shown: str, k: int, width: int) -> bool:
+    """Whether the row that starts at ``shown[k]`` wraps the same when ``shown[k:]`` is
+    drawn on its own: it starts a word, or it is in the middle of a word that is folded
+    over more rows after it. Rich folds a long word with its trailing spaces, so the rest
+    of a word that no longer needs folding would wrap differently."""
+    if shown[k].isspace():
+        return False
+    if shown[k - 1].isspace():
+        return True
+    end = k
+    while end < len(shown) and not shown[end].isspace():
+        end += 1
+    return cell_len(shown[k:end]) > width
+
+
+def _rows(plain: str, width: int) -> int:
+    """How many rows Textual wraps ``plain`` (no tabs) into at ``width`` cells; -1 when it
+    cannot tell (no width yet). Counted, not estimated from the length: a row of wide
+    characters or one ended early by a long word holds fewer characters, and a row the
+    estimate missed was drawn cut off until some later frame asked for a layout."""
+    if width <= 0 or _wrap_offsets is None:
+        return -1
+    return sum(len(_wrap_offsets(line, width)) + 1 for line in plain.split("\n"))
 
 
 class TurnText(Static):
@@ -55,12 +87,14 @@ class ChatTurn(Vertical):
     The completion is drawn by a column of Statics: settled blocks, each ending where a
     newline was, and the live tail. A frame redraws the tail only; as one Static the turn
     re-wrapped its whole text every frame, so a 20,000-token reply ran slower the longer
-    it got and key presses waited seconds near its end. A block boundary is a newline of
-    the text, so the column shows exactly what one Static of ``full_text()`` shows."""
+    it got and key presses waited seconds near its end. A block ends at a newline, or,
+    in a paragraph with none, where Textual starts a row; so the column shows exactly
+    what one Static of ``full_text()`` shows (tests/repl/test_chat_turn.py)."""
 
     DEFAULT_CSS = "ChatTurn { height: auto; } TurnText { height: auto; }"
     PROMPT_LINES = 6  # a longer (pasted) prompt shows its head and its line count
     BLOCK_LINES = 24  # the tail is settled into a block once it holds this many newlines
+    WRAP_CUT_CHARS = 3000  # or, a paragraph with no newline, once it is this long
 
     def __init__(self, model: str, prompt: str, state: str = "generating"):
         super().__init__()
@@ -71,10 +105,13 @@ class ChatTurn(Vertical):
         self.state = state  # queued | generating | done | stopped | failed
         self.footer = ""
         self._prompt_text = self._shown_prompt(prompt)
-        self._rows = -1
-        # completion[:_settled] is drawn by _blocks; _cuts[k] is where block k starts
+        self._tail_rows = -1  # rows the tail was last drawn in
+        # completion[:_settled] is drawn by _blocks; block k draws completion[start:stop]
+        # from _spans[k] = (start, stop, lead): lead is the tab column (mod 8) it starts at
         self._settled = 0
-        self._cuts: list[int] = []
+        self._spans: list[tuple[int, int, int]] = []
+        self._lead = 0  # the tail's
+        self._wrap_width: int | None = None  # the width blocks were cut at wraps for
         self._blocks: list[TurnText] = []
         self._piece = (0, 0)  # (index, start offset) of the piece holding _settled
         self._head = TurnText(_tabs_expanded(self._head_text()))
@@ -122,17 +159,12 @@ class ChatTurn(Vertical):
             self._redraw_all(layout=False)
 
     def append(self, text: str, record: bool = True) -> None:
-        """Add streamed text. A layout pass (the costly part of a frame) is asked for only
-        when the turn may have grown a line: a newline, or about a line's worth of text."""
+        """Add streamed text. A layout pass is asked for only when the tail grew a row
+        or a block was settled."""
         if record:
             self.pieces.append((text, 0))
         self.completion += text
-        settled = self._settle()
-        width = max(self.size.width, 20)
-        tail = self.completion[self._settled :]
-        rows = len(self._cuts) + tail.count("\n") + len(tail) // width
-        self._refresh_text(layout=settled or rows != self._rows)
-        self._rows = rows
+        self._refresh_text(layout=self._settle())
 
     def finish(self, state: str, footer: str = "") -> None:
         self.state, self.footer = state, footer
@@ -205,40 +237,104 @@ class ChatTurn(Vertical):
             return
         t = self._body_text(self._settled, len(self.completion))
         t.append_text(self._end_text())
-        self._tail.update(_tabs_expanded(t), layout=layout)
+        t = _tabs_expanded(t, self._lead)
+        rows = _rows(t.plain, self.size.width)
+        self._tail.update(t, layout=layout or rows != self._tail_rows)
+        self._tail_rows = rows
 
     def _redraw_all(self, layout: bool = True) -> None:
-        for k, block in enumerate(self._blocks):
-            stop = self._cuts[k + 1] - 1 if k + 1 < len(self._cuts) else self._settled - 1
-            block.update(_tabs_expanded(self._body_text(self._cuts[k], stop)), layout=layout)
+        for block, span in zip(self._blocks, self._spans, strict=True):
+            block.update(self._block_text(*span), layout=layout)
         self._refresh_text(layout)
 
+    def on_resize(self) -> None:
+        """Blocks cut where a paragraph wrapped are cut for one width: at another they
+        would break its lines early, so the turn is one tail again (drawn once, whole)."""
+        if self._wrap_width is not None and self._wrap_width != self.size.width:
+            self._unsettle()
+            self._refresh_text()
+
     def _settle(self) -> bool:
-        """Move the tail's finished lines into a new block, once it holds BLOCK_LINES
-        newlines (only while mounted: a block is a mounted Static). The cut is at a
-        newline with text after it, so the tail is never left empty."""
+        """Move the tail's finished lines into a new block (only while mounted: a block is
+        a mounted Static), once the tail holds BLOCK_LINES newlines, or, a paragraph with
+        no newline, once it is WRAP_CUT_CHARS long (cut where a line wrapped)."""
         if not self.is_mounted:
             return False
         tail = self.completion[self._settled :]
-        if tail.count("\n") < self.BLOCK_LINES:
-            return False
-        # the last newline with text after it and not after another newline: a Static
-        # does not draw a Text's trailing newline as an empty row, so no block ends in one
+        if tail.count("\n") >= self.BLOCK_LINES:
+            j = self._newline_cut(tail)
+            if j is not None:  # the newline itself is the boundary between the Statics
+                self._add_block(self._settled + j, self._settled + j + 1, 0)
+                return True
+        width = self.size.width  # the tail's too, and known here first on a resize
+        if len(tail) >= self.WRAP_CUT_CHARS and width > 0 and _wrap_offsets is not None:
+            cut = self._wrap_cut(tail, width)
+            if cut is not None:
+                c, lead = cut
+                self._wrap_width = width
+                self._add_block(self._settled + c, self._settled + c, lead)
+                return True
+        return False
+
+    @staticmethod
+    def _newline_cut(tail: str) -> int | None:
+        """The last newline with text after it and not after another newline: a Static
+        does not draw a Text's trailing newline as an empty row, so no block ends in one
+        (and the tail is never left empty)."""
         j = len(tail) - 1
         while True:
             j = tail.rfind("\n", 0, j)
             if j <= 0:
-                return False
+                return None
             if tail[j - 1] != "\n":
-                break
-        cut = self._settled + j  # the newline's offset in the completion
-        block = TurnText(_tabs_expanded(self._body_text(self._settled, cut)))
-        self._advance_piece(cut + 1)
-        self._cuts.append(self._settled)
-        self._settled = cut + 1  # the newline itself is the boundary between the Statics
+                return j
+
+    def _wrap_cut(self, tail: str, width: int) -> tuple[int, int] | None:
+        """Where in ``tail`` the last clean row (``_clean_row_start``) that Textual wraps its
+        last paragraph into starts, at least three rows from its end (the rows before the
+        last two do not change as text is added), with the tab column (mod 8) there; or
+        None.
+
+        Found with the wrapping Textual uses, on the paragraph as shown (escapes, expanded
+        tabs, the model's label), then mapped back to an offset of ``tail``: cut there,
+        the block and the tail draw the rows the whole paragraph drew."""
+        para = tail.rfind("\n") + 1  # where the last paragraph starts in tail
+        start = self._settled + para
+        lead = self._lead if para == 0 else 0
+        shown = self._shown_plain(start, len(self.completion), lead)
+        starts = _wrap_offsets(shown, width)
+        target = next((k for k in reversed(starts[:-2]) if _clean_row_start(shown, k, width)), 0)
+        if not target:
+            return None
+        lo, hi = 0, len(tail) - para  # the shortest prefix shown as >= target characters
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(self._shown_plain(start, start + mid, lead)) < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        shown = self._shown_plain(start, start + lo, lead)
+        if lo == 0 or len(shown) != target:
+            return None  # the row starts inside an escape such as \\x1b: no cut there
+        return para + lo, (lead + cell_len(shown)) % 8
+
+    def _shown_plain(self, start: int, stop: int, lead: int) -> str:
+        text = Text(self._label().plain if start == 0 else "")
+        text.append(printable(self.completion[start:stop]))
+        return _tabs_expanded(text, lead).plain
+
+    def _add_block(self, stop: int, next_start: int, next_lead: int) -> None:
+        """completion[_settled:stop] becomes a block; the tail starts at ``next_start``,
+        ``next_lead`` cells into its line."""
+        self._spans.append((self._settled, stop, self._lead))
+        block = TurnText(self._block_text(*self._spans[-1]))
+        self._advance_piece(next_start)
+        self._settled, self._lead = next_start, next_lead
         self._blocks.append(block)
         self.mount(block, before=self._tail)
-        return True
+
+    def _block_text(self, start: int, stop: int, lead: int) -> Text:
+        return _tabs_expanded(self._body_text(start, stop), lead)
 
     def _advance_piece(self, to: int) -> None:
         index, offset = self._piece
@@ -251,8 +347,8 @@ class ChatTurn(Vertical):
         """Drop the blocks: the whole completion is the tail again."""
         for block in self._blocks:
             block.remove()
-        self._blocks, self._cuts = [], []
-        self._settled, self._piece = 0, (0, 0)
+        self._blocks, self._spans = [], []
+        self._settled, self._piece, self._wrap_width, self._lead = 0, (0, 0), None, 0
 
 
 class CompareView(Horizontal):

@@ -8,6 +8,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
+from rich.style import Style
 from textual.app import App
 from textual.containers import VerticalScroll
 from textual.geometry import Region
@@ -24,7 +25,11 @@ PIECES = [
 
 
 class Harness(App):
-    """One ChatTurn in a scrolling column, built inside the app as the app builds it."""
+    """One ChatTurn in a scrolling column, built inside the app as the app builds it. The
+    scrollbar's gutter is kept, so mounting the reference Static beside the turn (which
+    makes the column scroll) does not narrow the turn in the middle of a comparison."""
+
+    CSS = "VerticalScroll { scrollbar-gutter: stable; }"
 
     def __init__(self, *args):
         super().__init__()
@@ -37,19 +42,25 @@ class Harness(App):
 
 
 def cells(widgets) -> list[list[tuple[str, object]]]:
-    """Each row the widgets draw, one after the other, as (character, style) cells."""
+    """Each row the widgets draw, one after the other, as cells (see _look)."""
     rows = []
     for w in widgets:
         if not w.display:
             continue
         for strip in w.render_lines(Region(0, 0, w.size.width, w.size.height)):
-            rows.append([(ch, _look(seg.style)) for seg in strip for ch in seg.text])
+            rows.append([_look(ch, seg.style) for seg in strip for ch in seg.text])
     return rows
 
 
-def _look(style):
-    """A cell's style without Textual's meta (which holds the cell's offset in its widget)."""
-    return style.clear_meta_and_links() if style is not None else None
+def _look(ch: str, style):
+    """A cell as the eye sees it: a space's foreground colour and weight do not show (a
+    row's end spaces are text in one Static and padding in the other), and Textual's
+    meta (the cell's offset in its widget) is not drawn."""
+    if style is None:
+        return ch, None
+    if ch == " ":
+        return ch, Style(bgcolor=style.bgcolor, reverse=style.reverse, underline=style.underline)
+    return ch, style.clear_meta_and_links()
 
 
 async def shown_equals_full_text(app, pilot) -> None:
@@ -69,11 +80,23 @@ def event(text: str, p: float):
     return SimpleNamespace(text=text, token_prob=p, top=[])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-async def test_blocks_and_tail_show_what_one_static_shows(seed, monkeypatch):
-    """Random streams of words, newlines, wide characters and control bytes, with colour
-    switched on and off mid-stream, then finished with a footer."""
+@pytest.mark.parametrize(
+    "seed, kind", [(0, "lines"), (1, "lines"), (2, "paragraph"), (3, "paragraph"), (4, "word")]
+)
+async def test_blocks_and_tail_show_what_one_static_shows(seed, kind, monkeypatch):
+    """Random streams of words, wide characters, tabs and control bytes: with newlines, as
+    one paragraph (cut where it wraps), or as one word with no space (cut where it folds,
+    as a random model's reply often is), colour switched on and off mid-stream, then
+    finished with a footer. Small blocks, so that a stream makes many."""
     monkeypatch.setattr("repl.widgets.chat.chosen_prob", lambda e: e.token_prob)
+    monkeypatch.setattr(ChatTurn, "BLOCK_LINES", 6)
+    monkeypatch.setattr(ChatTurn, "WRAP_CUT_CHARS", 300)
+    newlines = kind == "lines"
+    pieces = {
+        "lines": PIECES,
+        "paragraph": [p for p in PIECES if "\n" not in p],
+        "word": ["ried", "Remote", "漢字", "é", "\x1b", "x" * 70],
+    }[kind]
     rng = random.Random(seed)
     app = Harness("scratch:\x1b]0;x\x07", "a prompt\nwith two lines")
     async with app.run_test(size=(WIDTH, 40)) as pilot:
@@ -81,18 +104,21 @@ async def test_blocks_and_tail_show_what_one_static_shows(seed, monkeypatch):
         turn = app.turn
         for n in range(400):
             if rng.random() < 0.5:
-                turn.append_tokens([event(rng.choice(PIECES), rng.random()) for _ in range(3)])
+                turn.append_tokens([event(rng.choice(pieces), rng.random()) for _ in range(3)])
             else:
-                turn.append(rng.choice(PIECES))
+                turn.append(rng.choice(pieces))
             if n % 97 == 0:
                 turn.set_colour(not turn.colour)
             if n % 131 == 0:
                 await shown_equals_full_text(app, pilot)
-        assert len(turn._blocks) >= 3  # the stream settled into blocks
+        assert len(turn._blocks) >= 5  # the stream settled into blocks
         await shown_equals_full_text(app, pilot)
         turn.set_colour(not turn.colour)  # every block redrawn
         await shown_equals_full_text(app, pilot)
         turn.finish("stopped", "12 tokens | 3.0 tok/s")
+        await shown_equals_full_text(app, pilot)
+        assert newlines or turn._wrap_width is not None  # one paragraph: cut at wraps
+        await pilot.resize_terminal(WIDTH + 17, 40)  # blocks cut at wraps do not fit it
         await shown_equals_full_text(app, pilot)
 
 
@@ -120,9 +146,11 @@ async def test_queued_then_failed_and_step_redraws():
         assert "queued" not in queued.full_text().plain
 
 
-async def test_a_frame_redraws_only_the_tail(monkeypatch):
-    """5,000 lines streamed a few words at a time: no update draws more than the tail,
-    while one Static redrew the whole 200,000-character reply every frame."""
+@pytest.mark.parametrize("newline", ["\n", " "])
+async def test_a_frame_redraws_only_the_tail(monkeypatch, newline):
+    """5,000 lines streamed a few words at a time, or one paragraph as long: no update
+    draws more than the tail, while one Static redrew the whole 200,000-character reply
+    every frame."""
     drawn = []
     real_update = TurnText.update
 
@@ -137,12 +165,11 @@ async def test_a_frame_redraws_only_the_tail(monkeypatch):
         turn = app.turn
         for n in range(5000):
             turn.append(f"line {n:5d} of the reply, ")
-            turn.append("forty characters long\n")
+            turn.append("forty characters long" + newline)
             if n % 500 == 0:
                 await pilot.pause()
         await pilot.pause()
         assert len(turn.completion) > 200_000
-        longest_line = max(map(len, turn.completion.split("\n")))
-        bound = (ChatTurn.BLOCK_LINES + 2) * (longest_line + 1) + 100
+        bound = max((ChatTurn.BLOCK_LINES + 2) * 50, ChatTurn.WRAP_CUT_CHARS + 2 * 50) + 100
         assert max(drawn) <= bound, (max(drawn), bound)
-        assert len(turn._blocks) >= 5000 // (ChatTurn.BLOCK_LINES + 1)
+        assert len(turn._blocks) >= len(turn.completion) // (bound + 100)
