@@ -12,7 +12,9 @@ from typing import Any
 # interpreter's recursion limit, so the parser is never run near it.
 MAX_DEPTH = 200
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+# a string that never closes runs to the end: tried again from each quote inside it,
+# each try scanning to the end, it took quadratic time
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 

@@ -335,6 +335,8 @@ class GPT2App(App):
             resolved = self.session.handle(action.line, record=False)
             if isinstance(resolved, Generate | Compare | StepStart):
                 self.queue.appendleft((resolved, widget))  # it keeps its place in the queue
+            elif isinstance(resolved, Reply) and widget is not None:  # refused: say so there
+                self.chat.place(widget, NoticeLine(resolved.text, resolved.level))
             else:
                 if widget is not None:
                     widget.ran()
@@ -852,6 +854,9 @@ class GPT2App(App):
         running = self.turn_widgets.get(self._running_turn)
         if running is not None and running.state == "generating":
             keep.insert(0, running)
+        # the running :compare's or :step's place (what it adds later goes there), the
+        # open step turn
+        keep += [w for w in (self._anchor, self._step_turn and self._step_turn[0]) if w]
         for child in list(self.chat.children):
             if child not in keep:
                 child.remove()

@@ -105,7 +105,7 @@ class ChatTurn(Vertical):
         self.state = state  # queued | generating | done | stopped | failed
         self.footer = ""
         self._prompt_text = self._shown_prompt(prompt)
-        self._tail_rows = -1  # rows the tail was last drawn in
+        self._tail_rows = (0, -1)  # (width, rows) the tail was last drawn in
         # completion[:_settled] is drawn by _blocks; block k draws completion[start:stop]
         # from _spans[k] = (start, stop, lead): lead is the tab column (mod 8) it starts at
         self._settled = 0
@@ -238,7 +238,7 @@ class ChatTurn(Vertical):
         t = self._body_text(self._settled, len(self.completion))
         t.append_text(self._end_text())
         t = _tabs_expanded(t, self._lead)
-        rows = _rows(t.plain, self.size.width)
+        rows = (self.size.width, _rows(t.plain, self.size.width))  # a resize lays it out
         self._tail.update(t, layout=layout or rows != self._tail_rows)
         self._tail_rows = rows
 
@@ -260,13 +260,16 @@ class ChatTurn(Vertical):
         no newline, once it is WRAP_CUT_CHARS long (cut where a line wrapped)."""
         if not self.is_mounted:
             return False
+        width = self.size.width  # the tail's too, and known here first on a resize
+        if self._wrap_width not in (None, width):  # resized; the turn's Resize is not
+            self._unsettle()  # handled yet: blocks cut at the old width would stay
+            return True
         tail = self.completion[self._settled :]
         if tail.count("\n") >= self.BLOCK_LINES:
             j = self._newline_cut(tail)
             if j is not None:  # the newline itself is the boundary between the Statics
                 self._add_block(self._settled + j, self._settled + j + 1, 0)
                 return True
-        width = self.size.width  # the tail's too, and known here first on a resize
         if len(tail) >= self.WRAP_CUT_CHARS and width > 0 and _wrap_offsets is not None:
             cut = self._wrap_cut(tail, width)
             if cut is not None:

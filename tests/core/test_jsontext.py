@@ -55,3 +55,16 @@ def test_too_deep_file_finds_the_deep_one_and_skips_tokenizer_json(tmp_path):
     (tmp_path / "special_tokens_map.json").write_text('{"a": ' * 300 + "1" + "}" * 300)
     assert jsontext.too_deep_file(tmp_path) == tmp_path / "special_tokens_map.json"
     assert jsontext.too_deep_file(tmp_path / "missing") is None
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_measured_in_linear_time():
+    """The string pattern was tried again from each escaped quote of a string that never
+    closes, each try scanning to the end: 16 KB took about a second and a 1 MB history
+    or config.json held the app for hours."""
+    import time
+
+    text = "[" * (jsontext.MAX_DEPTH + 1) + '"' + '\\"' * 200_000 + "\\"
+    start = time.perf_counter()
+    with pytest.raises(ValueError):
+        jsontext.loads(text)
+    assert time.perf_counter() - start < 2

@@ -407,3 +407,81 @@ async def test_queued_compare_step_and_again_show_in_the_order_they_were_typed()
             assert not [w for w in app.query(QueuedLine) if w.state == "queued"]
     finally:
         gate.set()
+
+
+def _shown(app) -> list[str]:
+    """The chat's turns, compare results and notices, in order."""
+    out = []
+    for w in app.chat.children:
+        if isinstance(w, ChatTurn):
+            out.append(f"turn {w.prompt} {w.state}")
+        elif isinstance(w, CompareView):
+            out.append(f"compare {w.result.prompt}")
+        elif isinstance(w, NoticeLine):
+            out.append(text_of(w).strip())
+    return out
+
+
+async def test_a_held_again_that_is_refused_says_so_in_its_place():
+    """`:again x` typed while a turn streams, then a prompt: its usage error showed below
+    that prompt's turn, and its place said only ':again x'."""
+    gate = threading.Event()
+    loader = FakeLoader(models={"scratch": FakeLM("scratch", gate=gate, gate_after=2)})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            gate.set()
+            await settle(app, pilot)
+            await submit(pilot, ":set max_new_tokens=4 greedy=true")
+            gate.clear()
+            await submit(pilot, "first")
+            await until(pilot, lambda: app.generating)
+            await submit(pilot, ":again x")
+            await submit(pilot, "p2")
+            gate.set()
+            await settle(app, pilot)
+            shown = _shown(app)
+            assert shown[-3:] == ["turn first done", "usage: :again [same]", "turn p2 done"]
+    finally:
+        gate.set()
+
+
+async def test_clear_keeps_the_place_of_a_running_compare_and_the_open_step_turn():
+    """:clear while a :compare runs removed the line that holds its place, and its result
+    landed below the prompt queued after it; in step mode it removed the step turn, whose
+    steps then showed nowhere."""
+    gate = threading.Event()
+    loader = FakeLoader(
+        models={
+            "scratch": FakeLM("scratch", script="hello world", gate=gate, gate_after=2),
+            "pretrained:gpt2": FakeLM("pretrained:gpt2", script="hello there"),
+        }
+    )
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            gate.set()
+            await settle(app, pilot)
+            await submit(pilot, ":set max_new_tokens=4 greedy=true")
+            gate.clear()
+            await submit(pilot, ":compare c")
+            await until(pilot, lambda: app.generating)
+            await submit(pilot, "p1")
+            await submit(pilot, ":clear")
+            gate.set()
+            await settle(app, pilot)
+            assert [s for s in _shown(app) if not s.startswith("compare:")] == [
+                "compare c",
+                "turn p1 done",
+            ]
+            await submit(pilot, ":step s")
+            await until(pilot, lambda: app.stepper is not None)
+            await submit(pilot, ":clear")
+            await pilot.press("enter")  # a step: the turn shows it
+            await until(pilot, lambda: len(app.stepper.tokens) == 1)
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert _shown(app)[0] == "turn s done"
+            assert app.query_one(ChatTurn).completion == "h"
+    finally:
+        gate.set()

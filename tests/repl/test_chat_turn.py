@@ -173,3 +173,46 @@ async def test_a_frame_redraws_only_the_tail(monkeypatch, newline):
         bound = max((ChatTurn.BLOCK_LINES + 2) * 50, ChatTurn.WRAP_CUT_CHARS + 2 * 50) + 100
         assert max(drawn) <= bound, (max(drawn), bound)
         assert len(turn._blocks) >= len(turn.completion) // (bound + 100)
+
+
+async def test_a_tail_grown_back_to_its_row_count_after_a_resize_is_laid_out():
+    """Widened, the tail wraps into a row fewer; a few more words bring it back to the
+    row count it had at the old width. That count was compared with the one remembered
+    from the old width, no layout was asked for, and the tail was drawn a row short."""
+    app = Harness("scratch", "go")
+    async with app.run_test(size=(30, 40)) as pilot:
+        await pilot.pause()
+        turn = app.turn
+        turn.append("word " * 40)
+        await pilot.pause()
+        rows = turn._tail.size.height
+        await pilot.resize_terminal(32, 40)
+        await pilot.pause()
+        assert turn._tail.size.height == rows - 1
+        turn.append("word " * 6)
+        await pilot.pause()
+        assert turn._tail.size.height == rows  # was rows - 1: the cursor's row not drawn
+
+
+async def test_text_streamed_before_the_turn_handles_a_resize_is_cut_for_the_new_width(
+    monkeypatch,
+):
+    """A resize sets the turn's size at once but its Resize event waits in the turn's
+    queue, while the app may draw tokens first. Blocks cut then, at the new width, were
+    kept beside those cut at the old one, and the reply broke its rows early for good."""
+    monkeypatch.setattr(ChatTurn, "WRAP_CUT_CHARS", 300)
+    app = Harness("scratch", "go")
+    async with app.run_test(size=(WIDTH, 40)) as pilot:
+        await pilot.pause()
+        turn = app.turn
+        for i in range(100):
+            turn.append(f"word{i} ")
+        await pilot.pause()
+        assert turn._wrap_width is not None
+        on_resize = ChatTurn.on_resize
+        monkeypatch.setattr(ChatTurn, "on_resize", lambda self: None)  # not handled yet
+        await pilot.resize_terminal(WIDTH + 17, 40)
+        for i in range(100, 160):
+            turn.append(f"word{i} ")
+        on_resize(turn)  # handled now
+        await shown_equals_full_text(app, pilot)
