@@ -107,9 +107,11 @@ class ChatTurn(Vertical):
         self._prompt_text = self._shown_prompt(prompt)
         self._tail_rows = (0, -1)  # (width, rows) the tail was last drawn in
         # completion[:_settled] is drawn by _blocks; block k draws completion[start:stop]
-        # from _spans[k] = (start, stop, lead): lead is the tab column (mod 8) it starts at
+        # from _spans[k] = (start, stop, lead, piece): lead is the tab column (mod 8) it
+        # starts at, piece the (index, offset) of the piece holding start (F4 redraws every
+        # block: walking the pieces from the first for each took blocks x tokens steps)
         self._settled = 0
-        self._spans: list[tuple[int, int, int]] = []
+        self._spans: list[tuple[int, int, int, tuple[int, int]]] = []
         self._lead = 0  # the tail's
         self._wrap_width: int | None = None  # the width blocks were cut at wraps for
         self._blocks: list[TurnText] = []
@@ -197,13 +199,14 @@ class ChatTurn(Vertical):
         t.append(printable(tail), style="dim")
         return t
 
-    def _body_text(self, start: int, stop: int) -> Text:
-        """completion[start:stop] as shown (the model's label before offset 0)."""
+    def _body_text(self, start: int, stop: int, piece: tuple[int, int] | None = None) -> Text:
+        """completion[start:stop] as shown (the model's label before offset 0); ``piece``
+        is the (index, start offset) of the piece holding ``start``, if known."""
         t = self._label() if start == 0 else Text()
         if not self.colour:
             t.append(printable(self.completion[start:stop]))
             return t
-        index, offset = self._piece if start == self._settled else (0, 0)
+        index, offset = piece or (self._piece if start == self._settled else (0, 0))
         while index < len(self.pieces) and offset < stop:
             text, band = self.pieces[index]
             lo, hi = max(start - offset, 0), min(stop - offset, len(text))
@@ -329,15 +332,15 @@ class ChatTurn(Vertical):
     def _add_block(self, stop: int, next_start: int, next_lead: int) -> None:
         """completion[_settled:stop] becomes a block; the tail starts at ``next_start``,
         ``next_lead`` cells into its line."""
-        self._spans.append((self._settled, stop, self._lead))
+        self._spans.append((self._settled, stop, self._lead, self._piece))
         block = TurnText(self._block_text(*self._spans[-1]))
         self._advance_piece(next_start)
         self._settled, self._lead = next_start, next_lead
         self._blocks.append(block)
         self.mount(block, before=self._tail)
 
-    def _block_text(self, start: int, stop: int, lead: int) -> Text:
-        return _tabs_expanded(self._body_text(start, stop), lead)
+    def _block_text(self, start: int, stop: int, lead: int, piece: tuple[int, int]) -> Text:
+        return _tabs_expanded(self._body_text(start, stop, piece), lead)
 
     def _advance_piece(self, to: int) -> None:
         index, offset = self._piece

@@ -216,3 +216,29 @@ async def test_text_streamed_before_the_turn_handles_a_resize_is_cut_for_the_new
             turn.append(f"word{i} ")
         on_resize(turn)  # handled now
         await shown_equals_full_text(app, pilot)
+
+
+async def test_colour_toggle_walks_each_token_once(monkeypatch):
+    """F4 redraws every block in colour: each walked the tokens from the first, so a long
+    reply's toggle took blocks x tokens steps (2,000 lines: ~80 blocks x 4,000 tokens)."""
+    monkeypatch.setattr("repl.widgets.chat.chosen_prob", lambda e: e.token_prob)
+
+    class Counted(list):
+        reads = 0
+
+        def __getitem__(self, i):
+            Counted.reads += 1
+            return super().__getitem__(i)
+
+    app = Harness("scratch", "go")
+    async with app.run_test(size=(WIDTH, 40)) as pilot:
+        await pilot.pause()
+        turn = app.turn
+        for n in range(2000):
+            turn.append_tokens([event(f"line {n}", 0.5), event("\n", 0.9)])
+        await pilot.pause()
+        assert len(turn._blocks) >= 2000 // (ChatTurn.BLOCK_LINES + 1)
+        turn.pieces = Counted(turn.pieces)
+        turn.set_colour(True)
+        assert Counted.reads <= len(turn.pieces) + 4 * len(turn._blocks), Counted.reads
+        await shown_equals_full_text(app, pilot)
