@@ -762,7 +762,8 @@ class GPT2App(App):
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error
-        self.chat.add(NoticeLine(f"error: {type(error).__name__}: {error}", "error"))
+        self._follow(NoticeLine(f"error: {type(error).__name__}: {error}", "error"))
+        self._anchor = None
         self.generating = False
         for widget in self.turn_widgets.values():
             if widget.state == "generating":

@@ -13,7 +13,7 @@ from repl.loads import LoadDone, LoadDropped, LoadFailed, ModelLoads
 from repl.session import Session
 from repl.widgets import ChatTurn, NoticeLine, PromptInput, SidePanel
 from tests.repl.fakes import FakeLM, FakeLoader
-from tests.repl.test_app import SIZE, notices, settle, submit, text_of
+from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
 
 class SlowLoader(FakeLoader):
@@ -364,3 +364,25 @@ def test_frames_are_paced_to_what_they_cost_the_ui_thread(monkeypatch):
     clock["cpu"] += 0.5
     app._pace_frames()
     assert app._frame_s == app.FRAME_S
+
+
+async def test_a_step_that_dies_leaves_no_place_behind_for_later_errors():
+    """A bug inside :step (not a user error) ends its worker; the next failing turn's
+    error then went after the dead step's notice, above that turn, not below it."""
+
+    class Broken(FakeLM):
+        def _prefill(self, ids, capacity, probes=frozenset()):
+            raise RuntimeError("boom inside the model")
+
+    loader = FakeLoader(models={"scratch": Broken("scratch")})
+    app = make_app(model="scratch", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":step hi")
+        await until(pilot, lambda: not app.generating and app._step_turn is None)
+        await submit(pilot, "two")
+        await settle(app, pilot)
+        last = list(app.chat.children)[-1]
+        assert isinstance(last, NoticeLine) and "boom inside the model" in text_of(last)
+        assert list(app.chat.children)[-2] is list(app.query(ChatTurn))[-1]  # "two"'s turn
+        assert app.is_running
