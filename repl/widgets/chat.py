@@ -340,7 +340,15 @@ class ChatTurn(Vertical):
         self.mount(block, before=self._tail)
 
     def _block_text(self, start: int, stop: int, lead: int, piece: tuple[int, int]) -> Text:
-        return _tabs_expanded(self._body_text(start, stop, piece), lead)
+        t = _tabs_expanded(self._body_text(start, stop, piece), lead)
+        if stop < len(self.completion) and self.completion[stop] != "\n":
+            # cut where a row wraps: Textual trims the end of a wrapped row, not of a last
+            # one; a row of whitespace only stays (trimmed, the row would be gone)
+            para = t.plain.rsplit("\n", 1)[-1]
+            rows = _wrap_offsets(para, self._wrap_width or self.size.width)
+            if para[rows[-1] if rows else 0 :].strip():
+                t.rstrip()
+        return t
 
     def _advance_piece(self, to: int) -> None:
         index, offset = self._piece

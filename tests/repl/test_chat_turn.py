@@ -242,3 +242,28 @@ async def test_colour_toggle_walks_each_token_once(monkeypatch):
         turn.set_colour(True)
         assert Counted.reads <= len(turn.pieces) + 4 * len(turn._blocks), Counted.reads
         await shown_equals_full_text(app, pilot)
+
+
+@pytest.mark.parametrize(
+    "width, prompt, appends",
+    [
+        (25, "prompt prompt prompt ", ["\u200d", " ", "x" * 30, "x" * 30]),  # the probe's
+        (25, "p", ["a very long line\xa0", "x" * 30, "x" * 30]),  # a no-break space
+        (12, "p", ["ab", "🇫🇷", " ", "x" * 30, "x" * 30]),
+    ],
+)
+async def test_a_block_cut_where_a_row_wraps_ends_as_a_wrapped_row(
+    width, prompt, appends, monkeypatch
+):
+    """Textual trims the end of a wrapped row but not of the last row: a block cut where
+    a row wraps ends with what was a wrapped row, trimmed the same (here a space after a
+    zero-width joiner, a no-break space, a flag)."""
+    monkeypatch.setattr(ChatTurn, "WRAP_CUT_CHARS", 40)
+    app = Harness("m", prompt)
+    async with app.run_test(size=(width + 2, 30)) as pilot:
+        await pilot.pause()
+        for text in appends:
+            app.turn.append(text)
+            await pilot.pause()
+        assert app.turn._blocks
+        await shown_equals_full_text(app, pilot)
