@@ -251,11 +251,18 @@ class ChatTurn(Vertical):
         self._refresh_text(layout)
 
     def on_resize(self) -> None:
-        """Blocks cut where a paragraph wrapped are cut for one width: at another they
-        would break its lines early, so the turn is one tail again (drawn once, whole)."""
-        if self._wrap_width is not None and self._wrap_width != self.size.width:
-            self._unsettle()
+        if self._unsettle_if_resized():
             self._refresh_text()
+
+    def _unsettle_if_resized(self) -> bool:
+        """Blocks cut where a paragraph wrapped are cut for one width: at another they
+        would break its lines early, so the turn is one tail again (drawn once, whole).
+        Checked on Resize and before each cut: a resize sets the size at once, but its
+        Resize event may come after tokens were drawn at the new width."""
+        if self._wrap_width in (None, self.size.width):
+            return False
+        self._unsettle()
+        return True
 
     def _settle(self) -> bool:
         """Move the tail's finished lines into a new block (only while mounted: a block is
@@ -263,10 +270,9 @@ class ChatTurn(Vertical):
         no newline, once it is WRAP_CUT_CHARS long (cut where a line wrapped)."""
         if not self.is_mounted:
             return False
-        width = self.size.width  # the tail's too, and known here first on a resize
-        if self._wrap_width not in (None, width):  # resized; the turn's Resize is not
-            self._unsettle()  # handled yet: blocks cut at the old width would stay
+        if self._unsettle_if_resized():
             return True
+        width = self.size.width  # the tail's too
         tail = self.completion[self._settled :]
         if tail.count("\n") >= self.BLOCK_LINES:
             j = self._newline_cut(tail)
