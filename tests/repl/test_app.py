@@ -358,11 +358,9 @@ async def test_again_and_inspect_typed_while_a_turn_streams_act_on_that_turn():
         gate.set()
 
 
-async def test_queued_compare_step_and_again_show_in_the_order_they_were_typed():
-    """Typed while a turn streams: `:compare`, a prompt, `:again`, a prompt, `:step`, a
-    prompt. Each shows in the chat where it was typed: the compare's result, the :again
-    turn and the step turn landed where they finished, below the prompts queued after
-    them."""
+def _gated_app():
+    """(app, gate): a fake 'scratch' model that holds after 2 tokens while the gate is
+    clear, and a 'pretrained:gpt2' one for :compare. The gate starts set."""
     gate = threading.Event()
     gate.set()
     loader = FakeLoader(
@@ -371,42 +369,7 @@ async def test_queued_compare_step_and_again_show_in_the_order_they_were_typed()
             "pretrained:gpt2": FakeLM("pretrained:gpt2", script="hello there"),
         }
     )
-    app = make_app(model="scratch", loader=loader, history_path=False)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await settle(app, pilot)
-            await submit(pilot, ":set max_new_tokens=4 greedy=true")
-            gate.clear()
-            await submit(pilot, "first")
-            await until(pilot, lambda: app.generating)
-            for line in (":compare c", "p1", ":again", "p2", ":step s", "p3"):
-                await submit(pilot, line)
-            await pilot.pause()
-            gate.set()
-            await until(pilot, lambda: app.stepper is not None, n=1500)
-            await pilot.press("escape")  # the step turn ends; p3 runs
-            await settle(app, pilot)
-
-            def label(w):
-                if isinstance(w, ChatTurn):
-                    return f"turn {w.prompt} {w.state}"
-                if isinstance(w, CompareView):
-                    return f"compare {w.result.prompt}"
-                return None
-
-            shown = [label(w) for w in app.chat.children if label(w)]
-            assert shown == [
-                "turn first done",
-                "compare c",
-                "turn p1 done",
-                "turn p1 done",  # :again ran the turn before it: p1
-                "turn p2 done",
-                "turn s done",
-                "turn p3 done",
-            ], shown
-            assert not [w for w in app.query(QueuedLine) if w.state == "queued"]
-    finally:
-        gate.set()
+    return make_app(model="scratch", loader=loader, history_path=False), gate
 
 
 def _shown(app) -> list[str]:
@@ -422,15 +385,47 @@ def _shown(app) -> list[str]:
     return out
 
 
+async def test_queued_compare_step_and_again_show_in_the_order_they_were_typed():
+    """Typed while a turn streams: `:compare`, a prompt, `:again`, a prompt, `:step`, a
+    prompt. Each shows in the chat where it was typed: the compare's result, the :again
+    turn and the step turn landed where they finished, below the prompts queued after
+    them."""
+    app, gate = _gated_app()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            await submit(pilot, ":set max_new_tokens=4 greedy=true")
+            gate.clear()
+            await submit(pilot, "first")
+            await until(pilot, lambda: app.generating)
+            for line in (":compare c", "p1", ":again", "p2", ":step s", "p3"):
+                await submit(pilot, line)
+            await pilot.pause()
+            gate.set()
+            await until(pilot, lambda: app.stepper is not None, n=1500)
+            await pilot.press("escape")  # the step turn ends; p3 runs
+            await settle(app, pilot)
+            shown = [s for s in _shown(app) if s.startswith(("turn ", "compare "))]
+            assert shown == [
+                "turn first done",
+                "compare c",
+                "turn p1 done",
+                "turn p1 done",  # :again ran the turn before it: p1
+                "turn p2 done",
+                "turn s done",
+                "turn p3 done",
+            ], shown
+            assert not [w for w in app.query(QueuedLine) if w.state == "queued"]
+    finally:
+        gate.set()
+
+
 async def test_a_held_again_that_is_refused_says_so_in_its_place():
     """`:again x` typed while a turn streams, then a prompt: its usage error showed below
     that prompt's turn, and its place said only ':again x'."""
-    gate = threading.Event()
-    loader = FakeLoader(models={"scratch": FakeLM("scratch", gate=gate, gate_after=2)})
-    app = make_app(model="scratch", loader=loader, history_path=False)
+    app, gate = _gated_app()
     try:
         async with app.run_test(size=SIZE) as pilot:
-            gate.set()
             await settle(app, pilot)
             await submit(pilot, ":set max_new_tokens=4 greedy=true")
             gate.clear()
@@ -450,17 +445,9 @@ async def test_clear_keeps_the_place_of_a_running_compare_and_the_open_step_turn
     """:clear while a :compare runs removed the line that holds its place, and its result
     landed below the prompt queued after it; in step mode it removed the step turn, whose
     steps then showed nowhere."""
-    gate = threading.Event()
-    loader = FakeLoader(
-        models={
-            "scratch": FakeLM("scratch", script="hello world", gate=gate, gate_after=2),
-            "pretrained:gpt2": FakeLM("pretrained:gpt2", script="hello there"),
-        }
-    )
-    app = make_app(model="scratch", loader=loader, history_path=False)
+    app, gate = _gated_app()
     try:
         async with app.run_test(size=SIZE) as pilot:
-            gate.set()
             await settle(app, pilot)
             await submit(pilot, ":set max_new_tokens=4 greedy=true")
             gate.clear()
