@@ -133,9 +133,8 @@ class GPT2App(App):
         super().__init__()
         self.session = Session(model=model, loader=loader, history_path=history_path)
         self.loads = ModelLoads(self.session, lambda e: self.post_message(LoadReport(e)))
-        # Prompts (and :compare) wait here, in the order typed, each with its widget.
-        # each waiting action with its place in the chat: a queued ChatTurn, a QueuedLine
-        # (:compare, :step, a held :again), or None past QUEUE_SHOWN
+        # What waits to run, in the order typed, each with its place in the chat: a queued
+        # ChatTurn, a QueuedLine (:compare, :step, a held :again), or None past QUEUE_SHOWN
         self.queue: deque[tuple[Generate | Compare | StepStart | Held, Widget | None]] = deque()
         self.generating = False
         self.cancel = threading.Event()  # the running turn's; each turn gets a fresh one
