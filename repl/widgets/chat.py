@@ -242,7 +242,8 @@ class ChatTurn(Vertical):
         t.append_text(self._end_text())
         t = _tabs_expanded(t, self._lead)
         rows = (self.size.width, _rows(t.plain, self.size.width))  # a resize lays it out
-        self._tail.update(t, layout=layout or rows != self._tail_rows)
+        unknown = rows[1] < 0  # no width yet, or no wrapping to count with: lay it out
+        self._tail.update(t, layout=layout or unknown or rows != self._tail_rows)
         self._tail_rows = rows
 
     def _redraw_all(self, layout: bool = True) -> None:

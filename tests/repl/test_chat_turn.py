@@ -267,3 +267,20 @@ async def test_a_block_cut_where_a_row_wraps_ends_as_a_wrapped_row(
             await pilot.pause()
         assert app.turn._blocks
         await shown_equals_full_text(app, pilot)
+
+
+async def test_without_rich_wrapping_the_tail_is_laid_out_each_frame(monkeypatch):
+    """If Rich moves its private divide_line, the rows cannot be counted (-1): each frame
+    must then ask for a layout. -1 equalled the -1 remembered, so none was asked for and
+    the growing tail stayed one row high."""
+    monkeypatch.setattr("repl.widgets.chat._wrap_offsets", None)
+    app = Harness("scratch", "go")
+    async with app.run_test(size=(WIDTH, 40)) as pilot:
+        await pilot.pause()
+        turn = app.turn
+        for _ in range(10):
+            turn.append("word " * 20)
+            await pilot.pause()
+        await shown_equals_full_text(app, pilot)
+        assert turn._tail.size.height > 10
+        assert not turn._blocks  # no cutting at wraps without the wrapping
