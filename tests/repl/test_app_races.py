@@ -145,6 +145,12 @@ async def test_settings_and_model_are_those_in_force_when_a_prompt_was_typed():
         assert got == [("one", "scratch:a", 2), ("two", "scratch:a", 2), ("three", "scratch:b", 5)]
 
 
+# Quit is a hang guard, not a speed goal: it takes 0.5-0.6 s here alone and 1.15 s was seen
+# in CI on a loaded 2-core machine. What it guards against is a quit that waits for the
+# queue or for a held model (the gate holds it 10 s, so such a quit takes 10 s or more).
+QUIT_BOUND_S = 5.0
+
+
 async def test_a_bracketed_paste_of_5000_lines_is_one_prompt_and_quit_still_works():
     app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
     block = "\n".join(f"line {i} of the paste" for i in range(5000))
@@ -163,7 +169,7 @@ async def test_a_bracketed_paste_of_5000_lines_is_one_prompt_and_quit_still_work
         t0 = time.monotonic()
         await submit(pilot, ":quit")
         await pilot.pause()
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < QUIT_BOUND_S
 
 
 def _typed(lines):
@@ -192,7 +198,7 @@ async def test_lines_typed_faster_than_a_person_are_each_queued_once_in_order():
         assert len(list(app.query(ChatTurn))) == 60
 
 
-async def test_an_unbracketed_5000_line_paste_leaves_quit_working_within_a_second():
+async def test_an_unbracketed_5000_line_paste_leaves_quit_working():
     gate = threading.Event()
     lm = FakeLM("scratch", gate=gate, gate_after=1)
     app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
@@ -215,8 +221,10 @@ async def test_an_unbracketed_5000_line_paste_leaves_quit_working_within_a_secon
         await submit(pilot, ":quit")
         await pilot.pause()
     quit_s = time.monotonic() - t1
+    held = not gate.is_set()
     gate.set()
-    assert quit_s < 1.0
+    assert held and lm.i == 1  # it quit with the first prompt still held, running no other
+    assert quit_s < QUIT_BOUND_S
     assert read_s < 60, read_s  # 175,000 keys; a per-key redraw took minutes
 
 
