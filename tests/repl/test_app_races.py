@@ -15,6 +15,11 @@ from repl.widgets import ChatTurn, NoticeLine, PromptInput, SidePanel
 from tests.repl.fakes import FakeLM, FakeLoader
 from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
+# Quit is a hang guard, not a speed goal: it takes 0.5-0.6 s here alone and 1.15 s was seen
+# in CI on a loaded 2-core machine. What it guards against is a quit that waits for the
+# queue or for a held model (a gate holds it 10 s, so such a quit takes 10 s or more).
+QUIT_BOUND_S = 5.0
+
 
 class SlowLoader(FakeLoader):
     """A loader that takes `delays[spec]` seconds and records how many loads overlap
@@ -69,7 +74,7 @@ async def test_two_model_switches_during_a_generation_the_last_wins_and_quit_wor
         await submit(pilot, ":quit")
         await pilot.pause()
         assert not app.is_running or app._exit_renderables is not None or app.return_code == 0
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < QUIT_BOUND_S
     gate.set()
 
 
@@ -97,7 +102,7 @@ async def test_quit_while_a_model_loads_does_not_wait_for_it():
         assert app.loads.busy
         await submit(pilot, ":quit")
         await pilot.pause()
-    assert time.monotonic() - t0 < 3.0  # the 30 s gate was not waited for
+    assert time.monotonic() - t0 < 10.0  # start and quit; the 30 s gate was not waited for
     gate.set()
 
 
@@ -143,12 +148,6 @@ async def test_settings_and_model_are_those_in_force_when_a_prompt_was_typed():
         await settle(app, pilot)
         got = [(t.prompt, t.model, t.stats["new_tokens"]) for t in app.session.turns]
         assert got == [("one", "scratch:a", 2), ("two", "scratch:a", 2), ("three", "scratch:b", 5)]
-
-
-# Quit is a hang guard, not a speed goal: it takes 0.5-0.6 s here alone and 1.15 s was seen
-# in CI on a loaded 2-core machine. What it guards against is a quit that waits for the
-# queue or for a held model (the gate holds it 10 s, so such a quit takes 10 s or more).
-QUIT_BOUND_S = 5.0
 
 
 async def test_a_bracketed_paste_of_5000_lines_is_one_prompt_and_quit_still_works():
