@@ -6,7 +6,8 @@ The parts, as nanoGPT keeps them apart:
     distribute.py    one device, the local devices, or a TF_CONFIG cluster
     rundir.py        the run directory and its one checkpoint writer
     train_events.py  what the loop tells its front ends (TrainStarted, TrainStep, ...)
-    train.py         the optimizer, the step, the loop (this file)
+    optim.py         AdamW: one flat update on one device, Keras' over many replicas
+    train.py         the step, the loop (this file)
 
 Step: cross-entropy -> gradients (XLA-compiled) -> all-reduce over replicas -> clip by
 global norm -> AdamW (decay on weight matrices only) with linear warmup and cosine decay.
@@ -44,6 +45,7 @@ from gpt2core.data import (
 )
 from gpt2core.distribute import is_chief, make_strategy
 from gpt2core.errors import UserError
+from gpt2core.optim import FlatAdamW, KerasAdamW
 from gpt2core.rundir import METRICS_NAME, RUN_MARKER, RUN_NAME, STATE_NAME
 from gpt2core.train_config import TrainConfig, TrainError, default_out
 from gpt2core.train_events import (
@@ -93,21 +95,21 @@ class Trainer:
         self.block = model_config.n_positions
         self.train_ids = tf.constant(train_ids, tf.int32)  # (N_train,)
         self.val_ids = val_ids
+        self.distributed = not (n_rep == 1 and cfg.strategy == "default")
         with self.strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
             self.model = GPT2(model_config).build_weights()
-            self.optimizer = keras.optimizers.AdamW(
+            adamw = dict(
                 learning_rate=lambda: lr_at(self.optimizer.iterations, cfg),
                 beta_1=cfg.beta1,
                 beta_2=cfg.beta2,
                 weight_decay=cfg.weight_decay,
                 epsilon=1e-8,  # PyTorch's (and nanoGPT's) Adam epsilon; Keras defaults to 1e-7
             )
-            # decay weight matrices only: not biases, LayerNorm gains/offsets, embeddings
-            self.optimizer.exclude_from_weight_decay(
-                var_names=["bias", "gamma", "beta", "embeddings"]
-            )
-            self.optimizer.build(self.model.trainable_variables)
+            # one device: one update over all the weights at once (see optim.py); many
+            # replicas: Keras' AdamW, which knows how to update mirrored variables
+            adam = KerasAdamW if self.distributed else FlatAdamW
+            self.optimizer = adam(self.model.trainable_variables, **adamw)
         self._grads = graph_function(self._loss_and_grads)
         self._eval = graph_function(self._eval_rows)
         # rows per eval call: a whole estimate at once (bigger matrices run faster than
@@ -117,7 +119,6 @@ class Trainer:
         per_row = self.block * widest * 4  # bytes of one window's widest activation
         rows = max(cfg.batch_size, EVAL_CALL_BYTES // per_row)
         self.eval_rows = min(cfg.eval_iters * cfg.batch_size, rows)
-        self.distributed = not (n_rep == 1 and cfg.strategy == "default")
         if self.distributed:
             self._step_fn = graph_function(self._distributed_step, jit_compile=False)
         else:
@@ -174,7 +175,7 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.cfg.grad_clip)
         lr = lr_at(self.optimizer.iterations, self.cfg)  # () what apply is about to use
-        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.optimizer.apply(grads)
         return loss, lr
 
     def _replica_step(self, step, stop):
@@ -192,7 +193,7 @@ class Trainer:
             grads, _ = tf.clip_by_global_norm(grads, self.cfg.grad_clip)
         # Keras' optimizer all-reduces (sums) again across replicas: hand it equal shares
         n = float(self.replicas)
-        self.optimizer.apply([g / n for g in grads], self.model.trainable_variables)
+        self.optimizer.apply([g / n for g in grads])
         return loss, votes
 
     def _distributed_step(self, step, stop):
@@ -254,15 +255,17 @@ class Trainer:
     def state_arrays(self) -> dict[str, np.ndarray]:
         # model.variables, not .weights: it includes the dropout seed-generator states
         arrays = {f"model/{i}": v.numpy() for i, v in enumerate(self.model.variables)}
-        arrays.update({f"opt/{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        # the optimizer in Keras AdamW's layout, whichever runs: saved on one device, resumed
+        # on many, and back
+        arrays.update({f"opt/{i}": a for i, a in enumerate(self.optimizer.state())})
         return arrays
 
     def load_state_arrays(self, arrays, source) -> None:
         try:
             for i, v in enumerate(self.model.variables):
                 v.assign(arrays[f"model/{i}"])
-            for i, v in enumerate(self.optimizer.variables):
-                v.assign(arrays[f"opt/{i}"])
+            n = sum(1 for key in arrays if key.startswith("opt/"))
+            self.optimizer.load_state([arrays[f"opt/{i}"] for i in range(n)])
         except (KeyError, ValueError) as e:
             raise TrainError(f"{source}: training state does not fit this model ({e})") from None
 
@@ -358,8 +361,9 @@ class Prepared:
 
 
 def memory_needed(mcfg: GPT2Config, batch_size: int) -> int:
-    """Bytes a training step needs, roughly: float32 weights, their gradients and AdamW's
-    two moments (4 copies of the parameters), the activations kept for backprop (about 16
+    """Bytes a training step needs, roughly: float32 weights, their gradients, AdamW's
+    two moments and the flat AdamW's concatenated gradient (5 copies of the parameters), the
+    activations kept for backprop (about 16
     floats per embedding channel per token per layer, plus the (B, nh, T, T) attention
     scores and probabilities), and the (B, T, V) logits with their softmax and gradient."""
     L, d, T, V, nh = mcfg.n_layer, mcfg.n_embd, mcfg.n_positions, mcfg.vocab_size, mcfg.n_head
@@ -367,7 +371,7 @@ def memory_needed(mcfg: GPT2Config, batch_size: int) -> int:
     params = V * d + T * d + L * (12 * d * d + 13 * d) + 2 * d
     activations = L * B * T * (16 * d + 2 * nh * T)
     logits = 3 * B * T * V + 64 * T * V  # training step + the 64-window validation batches
-    return 4 * (4 * params + activations + logits)
+    return 4 * (5 * params + activations + logits)
 
 
 def machine_memory() -> int | None:
