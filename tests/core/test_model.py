@@ -68,3 +68,33 @@ def test_cached_decoding_equals_full_forward(tiny):
         logits, _, cache = tiny.call_with_cache(tf.constant(ids[:, t : t + 1]), cache, t)
         steps.append(logits.numpy())
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_build_weights_makes_what_a_first_call_makes():
+    """``build_weights`` builds layer by layer instead of tracing a first call: the same
+    variables in the same order, with the same paths, and the same random init under one
+    seed (so runs saved before keep their ``model/{i}`` state and their seeds' weights)."""
+    import re
+
+    import keras
+    import tensorflow as tf
+
+    from gpt2core.model import GPT2
+
+    cfg = GPT2Config(vocab_size=61, n_positions=16, n_layer=2, n_head=2, n_embd=8, dropout=0.1)
+    keras.utils.set_random_seed(5)
+    built = GPT2(cfg, name="gpt2").build_weights()
+    keras.utils.set_random_seed(5)
+    called = GPT2(cfg, name="gpt2")
+    called(tf.zeros([1, 1], tf.int32))  # Keras' own lazy build
+
+    def paths(model):  # a dropout's seed state is numbered by how many were made before
+        return [re.sub(r"seed_generator_\d+", "seed_generator", v.path) for v in model.variables]
+
+    assert paths(built) == paths(called)
+    assert paths(built)[0] == "gpt2/wte/embeddings"
+    assert len(built.variables) > len(built.trainable_variables)  # dropout seeds included
+    for a, b in zip(built.variables, called.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    x = tf.constant([[1, 2, 3]])
+    np.testing.assert_array_equal(built(x).numpy(), called(x).numpy())
