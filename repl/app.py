@@ -247,7 +247,7 @@ class GPT2App(App):
             # :again (or :step, :inspect alone) acts on the last turn: not the one before
             # what is running or queued now, so it takes its place in the queue
             self.session.history.add(clean_input(line))
-            self.queue.append((Held(line), self.chat.add(QueuedLine(clean_input(line)))))
+            self.queue.append((Held(line), self._queued_widget(QueuedLine, clean_input(line))))
             self.refresh_status()
             return
         self.dispatch(self.session.handle(line))
@@ -290,21 +290,23 @@ class GPT2App(App):
                 self.chat.add(NoticeLine(f"inspecting with {self.session.current.name}..."))
                 self.inspect(action.prompt, self.session.current)
         elif isinstance(action, Generate | Compare | StepStart):
-            widget = None
-            shown = sum(1 for _, w in self.queue if w is not None)
-            if shown < self.QUEUE_SHOWN:
-                # a queued prompt shows at once; past QUEUE_SHOWN (a pasted script of
-                # thousands of lines) the status bar counts them and each shows as it starts
-                if isinstance(action, Generate):
-                    widget = ChatTurn(action.model or "?", action.prompt, "queued")
-                else:
-                    name = "compare" if isinstance(action, Compare) else "step"
-                    widget = QueuedLine(f":{name} {action.prompt}")
-                self.chat.add(widget)
+            if isinstance(action, Generate):
+                widget = self._queued_widget(ChatTurn, action.model or "?", action.prompt, "queued")
+            else:
+                name = "compare" if isinstance(action, Compare) else "step"
+                widget = self._queued_widget(QueuedLine, f":{name} {action.prompt}")
             self.queue.append((action, widget))
             if self.session.current is None and not self.generating:
                 self.chat.add(NoticeLine("queued: it runs when the model is ready"))
             self._next_queued()
+
+    def _queued_widget(self, kind, *args):
+        """A queued line shows at once (``kind(*args)``, mounted at the end), unless
+        QUEUE_SHOWN queued lines show already: past that (a pasted script of thousands of
+        lines) the status bar counts them, each shows as it starts, and this is None."""
+        if sum(1 for _, w in self.queue if w is not None) >= self.QUEUE_SHOWN:
+            return None
+        return self.chat.add(kind(*args))
 
     def request_model(self, spec: str) -> None:
         from gpt2core.specs import parse_spec

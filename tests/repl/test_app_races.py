@@ -11,7 +11,7 @@ from textual import events
 from repl.app import make_app
 from repl.loads import LoadDone, LoadDropped, LoadFailed, ModelLoads
 from repl.session import Session
-from repl.widgets import ChatTurn, NoticeLine, PromptInput, SidePanel
+from repl.widgets import ChatTurn, NoticeLine, PromptInput, QueuedLine, SidePanel
 from tests.repl.fakes import FakeLM, FakeLoader
 from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
 
@@ -225,6 +225,32 @@ async def test_an_unbracketed_5000_line_paste_leaves_quit_working():
     assert held and lm.i == 1  # it quit with the first prompt still held, running no other
     assert quit_s < QUIT_BOUND_S
     assert read_s < 60, read_s  # 175,000 keys; a per-key redraw took minutes
+
+
+async def test_held_again_lines_past_the_shown_limit_wait_unshown_and_all_run():
+    """A pasted script of :again lines during a generation: each is held in the queue, but
+    only QUEUE_SHOWN of them get a placeholder at once (thousands of mounted lines made the
+    app crawl, as queued prompts did); the rest show as they run, and every one runs."""
+    gate = threading.Event()
+    lm = FakeLM("scratch", gate=gate, gate_after=1)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    n = app.QUEUE_SHOWN + 10
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=2, greedy=True)
+        await submit(pilot, "first")
+        await until(pilot, lambda: app.generating)
+        box = app.query_one(PromptInput)
+        for key in _typed([":again"] * n):
+            box.post_message(key)
+        await until(pilot, lambda: len(app.queue) == n)
+        shown = [w for _, w in app.queue if w is not None]
+        assert len(shown) == app.QUEUE_SHOWN == len(list(app.query(QueuedLine)))
+        gate.set()
+        await settle(app, pilot)
+        assert [t.prompt for t in app.session.turns] == ["first"] * (n + 1)
+        assert len(list(app.query(ChatTurn))) == n + 1
+        assert not list(app.query(QueuedLine))  # each placeholder gave way to its turn
 
 
 async def test_a_500_token_stream_draws_at_most_once_a_frame_and_loses_nothing():
