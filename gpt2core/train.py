@@ -278,8 +278,8 @@ SAMPLE_SHARE = 0.1  # the most of a run's time that samples may take
 
 class Sampler:
     """Short samples from the model as it trains: one KV-cache decoder, compiled once at
-    the first sample and reused (the weights are the model's own variables; only the
-    decoder's transposed copy of the tied head is refreshed).
+    the first sample and reused (it reads the model's own variables, tied head included,
+    so each sample is from the weights of that moment).
 
     Samples are for watching, never a cost to training: a sample stops at ``budget_s``
     after its first token; an eval's sample is skipped ("") while samples have taken more
@@ -311,17 +311,12 @@ class Sampler:
         return text
 
     def _sample(self, budget_s: float) -> str:
-        from gpt2core._tf import tf
         from gpt2core.generate import ScratchLM, TokenEvent
         from gpt2core.sampling import Settings
 
         first = self.lm is None
-        if first:
+        if first:  # it reads the model's own variables, so later samples see new weights
             self.lm = ScratchLM(self.model, self.tokenizer, name="sample")
-        else:  # the decoder keeps the tied head transposed: bring it up to date
-            head = getattr(self.lm.decoder, "head_kernel", None)
-            if head is not None:
-                head.assign(tf.transpose(self.model.wte.embeddings))  # (V, C) -> (C, V)
         settings = Settings(max_new_tokens=self.tokens, temperature=0.8, top_k=0, seed=0)
         pieces: list[str] = []
         t0, t_first = time.perf_counter(), None
