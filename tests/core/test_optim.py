@@ -31,15 +31,19 @@ def _grads(model, n, seed=7):
     ]
 
 
+def _optimizer(kind, model):
+    """``kind`` over the model's weights; its learning rate follows its own step count, as
+    the trainer's schedule does."""
+    opt = kind(model.trainable_variables, learning_rate=lambda: lr(opt), **ADAMW)
+    return opt
+
+
 def _pair():
-    """Two models with the same weights, one under each optimizer; the learning rate follows
-    each optimizer's step count, as the trainer's schedule does."""
+    """Two models with the same weights, one under each optimizer."""
     a, b = _model(), _model()
     for va, vb in zip(a.trainable_variables, b.trainable_variables, strict=True):
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
-    flat = FlatAdamW(a.trainable_variables, learning_rate=lambda: lr(flat), **ADAMW)
-    ref = KerasAdamW(b.trainable_variables, learning_rate=lambda: lr(ref), **ADAMW)
-    return a, flat, b, ref
+    return a, _optimizer(FlatAdamW, a), b, _optimizer(KerasAdamW, b)
 
 
 def lr(opt):
@@ -90,8 +94,7 @@ def test_state_moves_between_the_two_mid_run():
     _run(ref, grads)  # the references: six steps each
     for first, second in ((FlatAdamW, KerasAdamW), (KerasAdamW, FlatAdamW)):
         m1, m2 = _model(), _model()
-        o1 = first(m1.trainable_variables, learning_rate=lambda: lr(o1), **ADAMW)  # noqa: B023
-        o2 = second(m2.trainable_variables, learning_rate=lambda: lr(o2), **ADAMW)  # noqa: B023
+        o1, o2 = _optimizer(first, m1), _optimizer(second, m2)
         _run(o1, grads[:3])
         for v1, v2 in zip(m1.trainable_variables, m2.trainable_variables, strict=True):
             v2.assign(v1.numpy())
