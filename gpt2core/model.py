@@ -159,7 +159,7 @@ class Block(keras.layers.Layer):
         self.ln_2 = _layer_norm(config, "ln_2")
         self.mlp = MLP(config, init, name="mlp")
 
-    def build(self, input_shape):  # in the order the forward pass meets them
+    def build(self, input_shape):
         for layer in (self.ln_1, self.attn, self.ln_2, self.mlp):
             layer.build(input_shape)  # (..., C) in, (..., C) out
 
