@@ -29,6 +29,7 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from gpt2core.generate import PromptEvent, TokenEvent
+from repl.collector import Collector
 from repl.commands import COMMANDS
 from repl.loads import Compiling, LoadDone, LoadDropped, LoadFailed, ModelLoads
 from repl.messages import (
@@ -159,6 +160,7 @@ class GPT2App(App):
         # result, its errors): its place in the chat, above the prompts queued after it
         self._anchor: Widget | None = None
         self._step_lock = threading.Lock()
+        self.collector = Collector()  # keeps the collector's passes short (repl.collector)
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -620,6 +622,7 @@ class GPT2App(App):
         if isinstance(e, LoadDropped):
             self.chat.add(NoticeLine(f"{e.spec}: not loaded (superseded by {e.replaced_by})"))
         elif isinstance(e, LoadFailed):
+            self.collector.sweep()  # a half-built model, perhaps frozen by a turn's end
             current = self.session.current
             if current is None and latest and self.session.requested != "scratch":
                 # nothing to chat with yet: fall back to the model that always loads
@@ -643,6 +646,8 @@ class GPT2App(App):
                 self.session.wanted_model = None
                 self._ctx_used = (0, e.lm.n_positions)
                 self.chat.add(NoticeLine(f"model: {e.lm.description}"))
+                # the model's objects live as long as the session: out of every pass
+                self.call_after_refresh(self.collector.settle)
         self.refresh_status()
         self._next_queued()
 
@@ -754,12 +759,19 @@ class GPT2App(App):
         self._anchor = None
         self.generating = False
         self.refresh_status()
+        # once the turn's last frame is drawn, what it drew is settled: freeze it
+        self.call_after_refresh(self.collector.turn_done)
         self._next_queued()
 
     @on(Worker.StateChanged)
     def worker_state(self, event: Worker.StateChanged) -> None:
         """A worker that dies anyway (a bug past the handlers above) becomes a one-line
         notice, never a crash or a screen stuck on "generating"."""
+        ended = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+        if event.worker.group == "train" and event.state in ended:
+            # the run's trainer (model, optimizer, compiled step) is garbage now, in cycles,
+            # and turns that ended meanwhile froze some of it: a sweep finds it
+            self.collector.sweep()
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error
@@ -859,10 +871,15 @@ class GPT2App(App):
         # the running :compare's or :step's place (what it adds later goes there), the
         # open step turn
         keep += [w for w in (self._anchor, self._step_turn and self._step_turn[0]) if w]
-        for child in list(self.chat.children):
-            if child not in keep:
-                child.remove()
+        removed = self.chat.remove_children([c for c in self.chat.children if c not in keep])
         self.turn_widgets = {n: w for n, w in self.turn_widgets.items() if w in keep}
+        self.call_later(self._sweep_after, removed)
+
+    async def _sweep_after(self, removed) -> None:
+        """The cleared widgets were frozen as their turns ended: once they are gone, a
+        sweep finds them (repl.collector)."""
+        await removed
+        self.collector.sweep()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
