@@ -10,6 +10,10 @@
   soak   300 prompts in one app session: RSS every 50 prompts (issue 8: memory stays flat).
   lines  Tiny Shakespeare as one 40,000-character reply from the tests' fake model: how
          late the UI's loop runs at its start and its end (the chat's cost per frame).
+  turns  many replies of Tiny Shakespeare from the fake model in one session: per reply,
+         the longest pass of the cyclic collector while it streams (the interpreter is
+         held: neither the UI nor the decoder moves) and how late the UI's loop ran;
+         ``--no-freeze`` runs the same session without repl.collector's freezing.
 
     uv run python benchmarks/app.py rate --model scratch:DIR [--new-tokens 500]
     uv run python benchmarks/app.py soak --model scratch:DIR [--prompts 300]
@@ -238,9 +242,87 @@ def run_lines(chars: int, step_s: float) -> None:
         )
 
 
+def run_turns(turns: int, chars: int, step_s: float, freeze: bool) -> None:
+    import gc
+
+    sys.path.insert(0, str(ROOT / "tests" / "repl"))
+    from fakes import ALPHABET, FakeLM, FakeLoader
+
+    from gpt2core.data import BUNDLED
+    from repl.app import make_app
+    from repl.collector import Collector
+
+    class NoFreeze(Collector):
+        def settle(self) -> None:
+            pass
+
+        def sweep(self) -> None:
+            pass
+
+    corpus = BUNDLED["shakespeare"].read_text(encoding="utf-8")
+    text = "".join(c for c in corpus if c in ALPHABET)[:chars]
+    lm = FakeLM("scratch", script=text, n_positions=len(text) + 100, delay=step_s)
+    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    if not freeze:
+        app.collector = NoFreeze()
+    passes: list[tuple[float, int, float]] = []  # (end, generation, seconds)
+    started: list[float] = []
+    late: list[tuple[float, float]] = []
+
+    def timed(phase, info):
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            t = time.perf_counter()
+            passes.append((t, info["generation"], t - started.pop()))
+
+    async def drive():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _wait_idle(app, pilot)
+            app.session.settings = app.session.settings.updated(
+                max_new_tokens=len(text), greedy=True, stop_at_eos=False
+            )
+
+            async def ticker():
+                while True:
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    late.append((time.perf_counter(), time.perf_counter() - t - 0.01))
+
+            tick = asyncio.ensure_future(ticker())
+            spans = []
+            for _ in range(turns):
+                t0 = time.perf_counter()
+                await _type(pilot, "go")
+                await _wait_idle(app, pilot)
+                spans.append((t0, time.perf_counter()))
+                await pilot.pause(0.2)  # the turn's end: its settle or sweep runs here
+            tick.cancel()
+            return spans
+
+    gc.callbacks.append(timed)
+    try:
+        spans = asyncio.run(drive())
+    finally:
+        gc.callbacks.remove(timed)
+    print(
+        f"{turns} replies of {len(text)} characters, collector "
+        f"{'frozen at turn ends (repl.collector)' if freeze else 'left alone (--no-freeze)'}"
+    )
+    print("| reply | s | longest full pass ms | full passes | UI loop late max / mean ms |")
+    print("|---:|---:|---:|---:|---:|")
+    for i, (a, b) in enumerate(spans):
+        full = [d for t, g, d in passes if a <= t <= b and g == 2]
+        x = [v for t, v in late if a <= t <= b] or [0.0]
+        print(
+            f"| {i + 1} | {b - a:.1f} | {max(full, default=0) * 1000:.0f} | {len(full)} | "
+            f"{max(x) * 1000:.0f} / {sum(x) / len(x) * 1000:.1f} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["rate", "long", "soak", "lines"])
+    p.add_argument("what", choices=["rate", "long", "soak", "lines", "turns"])
     p.add_argument("--model", default=None)
     p.add_argument("--preset", default="tiny", help="for the generated checkpoint")
     p.add_argument("--new-tokens", type=int, default=500)
@@ -248,10 +330,14 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=300)
     p.add_argument("--chars", type=int, default=40_000, help="lines: reply length")
     p.add_argument("--step-s", type=float, default=0.0005, help="lines: seconds per step")
+    p.add_argument("--turns", type=int, default=12, help="turns: replies")
+    p.add_argument("--no-freeze", action="store_true", help="turns: without repl.collector")
     a = p.parse_args()
     os.environ.setdefault("GPT2_HOME", tempfile.mkdtemp())
     if a.what == "lines":
         return run_lines(a.chars, a.step_s)
+    if a.what == "turns":
+        return run_turns(a.turns, a.chars, a.step_s, not a.no_freeze)
     model = a.model or tiny_checkpoint(a.preset)
     if a.what == "rate":
         run_rate(model, a.new_tokens, a.rounds)
