@@ -132,9 +132,11 @@ class GPT2Config:
     @staticmethod
     def read_dict(directory: str | os.PathLike) -> dict[str, Any]:
         """The raw JSON object of ``directory/config.json`` (one-line errors)."""
+        from gpt2core.fsutil import read_regular
+
         path = Path(directory) / CONFIG_NAME
         try:
-            d = jsontext.loads(path.read_text(encoding="utf-8"))
+            d = jsontext.loads(read_regular(path).decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no config.json (not a checkpoint directory)") from None
         except ValueError as e:  # not JSON or UTF-8, a number too long, nested too deep

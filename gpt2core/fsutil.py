@@ -58,6 +58,41 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed). Anything else raises
+    OSError at once, with the kind as its strerror ("a FIFO (named pipe)"): opening a
+    FIFO to read waits for a writer, forever if none comes, so it is opened without
+    blocking and looked at before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = _kind(mode)
+            why = "not a regular file" if what == "not a regular file" else f"is {what}"
+            raise OSError(errno.EINVAL, why, str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def special_entry(directory: str | os.PathLike) -> tuple[str, str] | None:
+    """The first entry of ``directory`` (not recursing) that is neither a regular file nor
+    a directory once links are followed, as (name, kind), or None. Libraries that read a
+    checkpoint (transformers, tokenizers) open whichever of its files they look for, and a
+    FIFO among them blocks that open forever: a directory is checked once, up front."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                mode = os.stat(entry.path).st_mode
+            except OSError:  # a dangling link, a loop, no permission: the reader says so
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return entry.name, _kind(mode)
+    return None
+
+
 def writable_target(path: str | os.PathLike) -> tuple[Path, int | None]:
     """The regular file to replace for ``path`` and its current mode (None if new).
 

@@ -372,16 +372,33 @@ def looks_like_path(spec: str) -> bool:
 
 
 def resolve(spec: str, *, download: bool = True, weights: bool = True) -> Path:
-    """A local checkpoint directory for a directory path or a hub id (cache first)."""
+    """A local checkpoint directory for a directory path or a hub id (cache first), with
+    no special file in it (see ``_no_special_files``)."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        return path
+        return _no_special_files(path)
     if looks_like_path(spec):
         if path.exists():
             raise CheckpointError(f"{spec}: not a directory (a checkpoint is a directory)")
         raise CheckpointError(f"{spec}: no such checkpoint directory")
     patterns = _HUB_PATTERNS if weights else [p for p in _HUB_PATTERNS if p != SAFETENSORS_NAME]
-    return _hub_snapshot(spec, download=download, patterns=patterns)
+    return _no_special_files(_hub_snapshot(spec, download=download, patterns=patterns))
+
+
+def _no_special_files(directory: Path) -> Path:
+    """``directory``, unless a file in it is a FIFO, socket or device: transformers and
+    tokenizers open whichever files they look for (generation_config.json,
+    tokenizer_config.json...), and opening a FIFO to read waits for a writer forever."""
+    from gpt2core.fsutil import special_entry
+
+    try:
+        found = special_entry(directory)
+    except OSError as e:
+        raise CheckpointError(f"{directory}: cannot list it ({e.strerror or e})") from None
+    if found is not None:
+        name, kind = found
+        raise CheckpointError(f"{directory / name}: is {kind}, not a regular file")
+    return directory
 
 
 def _hub_snapshot(repo_id: str, *, download: bool, patterns: list[str]) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gpt2core import jsontext
 from gpt2core.errors import UserError
+from gpt2core.fsutil import read_regular
 from gpt2core.generate import GenerationSummary, PromptEvent, TokenEvent
 from gpt2core.sampling import Settings
 
@@ -72,7 +73,7 @@ def read_session(path: str | Path) -> list[SavedTurn]:
     except RuntimeError:  # ~name, and no such user
         raise ReplayFileError(f"{path}: cannot read it (no such user's home directory)") from None
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)  # a FIFO: one line, not a wait for a writer
     except FileNotFoundError:
         raise ReplayFileError(f"{path}: no such file") from None
     except IsADirectoryError:

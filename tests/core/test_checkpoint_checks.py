@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gpt2core.config import MAX_SIZES, ConfigError, GPT2Config
+from gpt2core.errors import UserError
 from gpt2core.specs import load_lm
 from gpt2core.weights import CheckpointError, expected_shapes, hf_variables
 
@@ -284,3 +285,51 @@ def test_a_json_file_nested_too_deep_is_refused_before_transformers_reads_it(
     (d / "generation_config.json").write_text("[" * 100_000 + "]" * 100_000)
     refused(f"pretrained:{d}", "generation_config.json", "nested deeper than")
     assert allocations == []
+
+
+def _checkpoint_files(directory):
+    return sorted(p.name for p in directory.iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["scratch", "pretrained"])
+@pytest.mark.parametrize("fmt", ["safetensors", "h5"])
+def test_a_fifo_in_place_of_any_checkpoint_file_is_one_line_not_a_hang(
+    kind, fmt, scratch_tiny_dir, hf_tiny_dir, tmp_path
+):
+    """Opening a FIFO to read waits for a writer, forever if none comes: every file a load
+    reads (config, weights, tokenizer) is checked before it is opened to read."""
+    import os
+    import threading
+
+    source = scratch_tiny_dir if fmt == "safetensors" else hf_tiny_dir
+    problems = []
+    for name in _checkpoint_files(source):
+        d = tmp_path / f"{kind}-{fmt}-{name}"
+        shutil.copytree(source, d)
+        (d / name).unlink()
+        os.mkfifo(d / name)
+        outcome = []
+
+        def load(d=d):
+            try:
+                load_lm(f"{kind}:{d}")
+                outcome.append("loaded")
+            except Exception as e:  # noqa: BLE001 (the assertion below says which)
+                outcome.append(e)
+
+        t = threading.Thread(target=load, daemon=True)
+        t.start()
+        t.join(20)  # a load of this tiny model takes ~1 s
+        if t.is_alive():  # unblock the reader so the thread can end
+            with open(os.open(d / name, os.O_WRONLY | os.O_NONBLOCK), "wb"):
+                pass
+            t.join(10)
+            problems.append(f"{name}: the load hangs")
+            continue
+        (e,) = outcome
+        # a file the load does not need (a .h5 next to safetensors...) may be a FIFO
+        if e == "loaded":
+            continue
+        if not isinstance(e, UserError) or "\n" in str(e) or name not in str(e):
+            problems.append(f"{name}: {e!r}")
+    assert not problems, problems

@@ -243,3 +243,52 @@ def test_recovery_rolls_a_complete_temporary_forward_and_removes_partial_ones(tm
     fsutil.mark_complete(done)
     assert recover_dir(target)
     assert (target / "weights").read_text() == "v2" and names(tmp_path) == ["last"]
+
+
+def _in_thread(fn, timeout=10.0):
+    """fn()'s result or exception, or 'hung' if it is still running after timeout."""
+    import threading
+
+    out = []
+
+    def run():
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 (the caller checks which)
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    return "hung" if t.is_alive() else out[0]
+
+
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (_fifo, "FIFO"),
+        (_socket, "socket"),  # opening a socket fails anyway (ENXIO)
+        (_link_to_dev_null, "a device"),
+        (_directory, "a directory"),
+    ],
+)
+def test_read_regular_refuses_special_files_at_once(tmp_path, make, needle):
+    p = make(tmp_path)
+    got = _in_thread(lambda: fsutil.read_regular(p))
+    if got == "hung":  # unblock the FIFO's reader before failing
+        os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"read_regular({p}) blocked")
+    assert isinstance(got, OSError), got
+    assert needle in str(got) or got.errno == errno.ENXIO, str(got)
+    regular = tmp_path / "r.json"
+    regular.write_bytes(b"{}")
+    assert fsutil.read_regular(regular) == b"{}"
+
+
+def test_special_entry_names_the_first_special_file(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert fsutil.special_entry(tmp_path) is None
+    os.mkfifo(tmp_path / "vocab.json")
+    assert fsutil.special_entry(tmp_path) == ("vocab.json", "a FIFO (named pipe)")

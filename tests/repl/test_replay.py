@@ -257,3 +257,17 @@ def test_a_file_in_the_home_of_a_user_that_does_not_exist_is_one_line(capsys):
     assert err.splitlines() == [
         "error: ~gpt2-no-such-user/s.json: cannot read it (no such user's home directory)"
     ]
+
+
+def test_replaying_a_fifo_is_one_line_not_a_wait_for_a_writer(tmp_path):
+    fifo = tmp_path / "session.json"
+    os.mkfifo(fifo)
+    r = subprocess.run(
+        [sys.executable, "-m", "repl.cli", "chat", "--plain", "--replay", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "FIFO" in line and "Traceback" not in r.stderr
