@@ -310,12 +310,12 @@ def test_a_fifo_in_place_of_any_checkpoint_file_is_one_line_not_a_hang(
         os.mkfifo(d / name)
         outcome = []
 
-        def load(d=d):
+        def load(d=d, outcome=outcome):
             try:
                 load_lm(f"{kind}:{d}")
                 outcome.append("loaded")
-            except Exception as e:  # noqa: BLE001 (the assertion below says which)
-                outcome.append(e)
+            except Exception as error:  # noqa: BLE001 (the check below says which)
+                outcome.append(error)
 
         t = threading.Thread(target=load, daemon=True)
         t.start()
