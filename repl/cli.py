@@ -162,12 +162,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return main_from_args(args)
 
 
+def _terminal() -> bool:
+    """Whether stdin and stdout are both a terminal: the TUI needs one to read keys from and
+    draw on. With a pipe or a file on either side, chat runs in line mode, which reads
+    lines (a TUI on a pipe drew escape codes into it and waited for keys forever)."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     if args.replay is not None:  # line mode: the models are the file's
         from repl.plain import run_replay
 
         return run_replay(args.replay)
-    if args.plain:
+    if args.plain or not _terminal():
         from repl.plain import run_plain
 
         return run_plain(model=args.model)
@@ -213,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="scratch | scratch:DIR_OR_HUB_ID | pretrained | pretrained:NAME_OR_DIR",
     )
-    chat.add_argument("--plain", action="store_true", help="line mode (prompt_toolkit), no TUI")
+    chat.add_argument(
+        "--plain",
+        action="store_true",
+        help="line mode (prompt_toolkit), no TUI; the default when stdin or stdout is not a "
+        "terminal",
+    )
     chat.add_argument(
         "--replay",
         metavar="FILE",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from repl.plain import PlainREPL, run_plain
 from repl.session import Session
 from tests.repl.fakes import FakeLoader
@@ -80,7 +82,10 @@ def test_completion_of_commands_and_arguments():
     assert "pretrained" in models
 
 
-def test_plain_cli_with_a_real_checkpoint(scratch_tiny_dir, tmp_path):
+@pytest.mark.parametrize("plain", [["--plain"], []], ids=["--plain", "piped"])
+def test_plain_cli_with_a_real_checkpoint(scratch_tiny_dir, tmp_path, plain):
+    """With stdin and stdout pipes, chat is line mode even without --plain (the TUI drew
+    escape codes into the pipe and waited for keys forever)."""
     script = ":set max_new_tokens=4 greedy=true\nOnce upon a time\n:bogus\n"
     env = {**os.environ, "GPT2_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
@@ -89,7 +94,7 @@ def test_plain_cli_with_a_real_checkpoint(scratch_tiny_dir, tmp_path):
             "-m",
             "repl.cli",
             "chat",
-            "--plain",
+            *plain,
             "--model",
             f"scratch:{scratch_tiny_dir}",
         ],
