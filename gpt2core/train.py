@@ -26,6 +26,8 @@ import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,8 +410,13 @@ def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
         try:
             saved = jsontext.loads(run_file.read_text(encoding="utf-8"))
             old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
-            start = int(saved["step"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            start = saved["step"]
+            old.check()  # a hand-edited or damaged file: its types and ranges, as for flags
+            if isinstance(start, bool) or not isinstance(start, int):
+                raise ValueError(f"step must be an integer, got {start!r}")
+            if not 0 <= start <= old.max_iters:
+                raise ValueError(f"step {start} is outside 0..{old.max_iters} (its --max-iters)")
+        except (OSError, ValueError, KeyError, TypeError, TrainError) as e:
             raise TrainError(f"{run_file}: not a training state ({e})") from None
         # a resumed run keeps its recipe; only the length and the output may change
         cfg = dataclasses.replace(
@@ -555,7 +562,8 @@ def train(
         try:
             with np.load(p.state) as arrays:
                 trainer.load_state_arrays(dict(arrays), p.state)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # a truncated or damaged .npz (a zip): numpy passes zipfile's and zlib's errors on
             raise TrainError(f"{p.state}: cannot read the training state ({e})") from None
         if p.saved.get("best_val") is not None:
             best_val = float(p.saved["best_val"])

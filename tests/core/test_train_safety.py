@@ -373,3 +373,54 @@ def test_metrics_lines_json_cannot_read_are_skipped(tmp_path):
     bad = ["[" * 100_000 + "]" * 100_000, '{"iter": ' + "1" * 5000 + "}", '{"kind": "tr']
     path.write_text("\n".join([good[0], *bad, good[1]]) + "\n", encoding="utf-8")
     assert [r["iter"] for r in read_metrics(path)] == [1, 2]
+
+
+def _set(key, value):
+    def damage(last: Path) -> None:
+        run = json.loads((last / RUN_NAME).read_text())
+        if key == "step":
+            run["step"] = value
+        else:
+            run["config"][key] = value
+        (last / RUN_NAME).write_text(json.dumps(run))
+
+    return damage
+
+
+def _truncate_state(last: Path) -> None:
+    state = last / STATE_NAME
+    state.write_bytes(state.read_bytes()[:1000])
+
+
+def _zero_state(last: Path) -> None:
+    state = last / STATE_NAME
+    state.write_bytes(bytes(state.stat().st_size))
+
+
+DAMAGES = {
+    "state truncated": (_truncate_state, "cannot read the training state"),
+    "state zeroed": (_zero_state, "cannot read the training state"),
+    "max_iters a string": (_set("max_iters", "x"), "not a training state"),
+    "lr a list": (_set("lr", [1]), "not a training state"),
+    "step negative": (_set("step", -5), "not a training state"),
+    "step past max_iters": (_set("step", 10**12), "not a training state"),
+    "step a string": (_set("step", "3"), "not a training state"),
+    "step true": (_set("step", True), "not a training state"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_resume_from_a_damaged_last_is_one_line_and_leaves_it(corpus, tmp_path, capsys, name):
+    """A hostile probe's finds: each of these printed a traceback (BadZipFile, TypeError,
+    numpy's ValueError) or, for a step past the end, ran and reported nonsense."""
+    damage, needle = DAMAGES[name]
+    out = tmp_path / "run"
+    train(tiny_cfg(corpus, out, max_iters=2), sample=False)
+    damage(out / "last")
+    before = tree(out)
+    argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
+            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+    rc, err = cli([*argv, "--resume"], capsys)
+    assert rc == 2 and needle in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert tree(out) == before
