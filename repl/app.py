@@ -646,8 +646,9 @@ class GPT2App(App):
                 self.session.wanted_model = None
                 self._ctx_used = (0, e.lm.n_positions)
                 self.chat.add(NoticeLine(f"model: {e.lm.description}"))
-                # the model's objects live as long as the session: out of every pass
-                self.call_after_refresh(self.collector.settle)
+                # the model's objects live as long as the session: out of every pass; a sweep,
+                # not a settle, as the load may have replaced a model whose files changed
+                self.call_after_refresh(self.collector.sweep)
         self.refresh_status()
         self._next_queued()
 

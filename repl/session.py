@@ -240,6 +240,29 @@ class History:
                 pass  # history is a convenience: a read-only home must not break the app
 
 
+def _checkpoint_files(target: str) -> tuple | None:
+    """What a checkpoint directory holds now: (name, size, mtime) per file, or None (no
+    directory: a hub id, whose cached revision does not change under us). A model is
+    loaded again when this changes: ``:train --out DIR`` (or another process) wrote new
+    weights into a directory this session had loaded, and ``:model scratch:DIR`` kept
+    serving the old ones."""
+    if not target:
+        return None
+    try:
+        path = Path(target).expanduser()
+        if not path.is_dir():
+            return None
+        with os.scandir(path) as entries:
+            found = []
+            for entry in entries:
+                if entry.is_file():
+                    st = entry.stat()
+                    found.append((entry.name, st.st_size, st.st_mtime_ns))
+        return tuple(sorted(found))
+    except (OSError, RuntimeError):  # unreadable: the loader says why, if it matters
+        return None
+
+
 class Session:
     def __init__(
         self,
@@ -251,6 +274,7 @@ class Session:
         self.requested = model
         self.settings = Settings()
         self.models: dict[str, LanguageModel] = {}
+        self._files: dict[str, tuple | None] = {}  # spec -> its directory's files when loaded
         self.current: LanguageModel | None = None
         self.turns: list[Turn] = []
         self.last_scratch = "scratch"
@@ -493,12 +517,15 @@ class Session:
         end that warms the model up first activates it later). Raises user errors."""
         from gpt2core.specs import parse_spec
 
-        key = str(parse_spec(spec))
+        parsed = parse_spec(spec)
+        key = str(parsed)
         with LOAD_LOCK:  # one load at a time, whichever thread asks
+            files = _checkpoint_files(parsed.target)
             lm = self.models.get(key)
-            if lm is None:
+            if lm is None or self._files.get(key) != files:  # new, or its files changed
                 lm = self.loader(key)
                 self.models[key] = lm
+                self._files[key] = files
         if activate:
             self.activate(lm)
         return lm

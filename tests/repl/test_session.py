@@ -1,6 +1,7 @@
 """The session core on its own: parsing, settings, transcript, history, compare."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -195,3 +196,27 @@ def test_again_reruns_the_last_prompt(session):
     assert fresh.prompt == "the quick" and fresh.settings.seed is not None
     assert len(events) == 8  # the prompt, 6 tokens, the summary
     assert session.handle(":again twice").level == "error"
+
+
+def test_a_checkpoint_whose_files_changed_is_loaded_again(tmp_path):
+    """`:train --out DIR` into a directory the session had loaded: `:model scratch:DIR` must
+    serve the new weights, not the ones it loaded before (a hostile probe's find)."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "model.safetensors").write_bytes(b"old")
+    loads = []
+
+    def loader(spec):
+        loads.append(spec)
+        return FakeLM(spec, script=str(len(loads)))
+
+    s = Session(model="scratch", loader=loader, history_path=False)
+    first = s.load(f"scratch:{ck}")
+    assert s.load(f"scratch:{ck}") is first and len(loads) == 1  # unchanged: reused
+    (ck / "model.safetensors").write_bytes(b"new weights")
+    second = s.load(f"scratch:{ck}")
+    assert second is not first and s.current is second and len(loads) == 2
+    assert s.load(f"scratch:{ck}") is second and len(loads) == 2
+    os.utime(ck / "model.safetensors", ns=(1, 1))  # same size, another mtime
+    assert s.load(f"scratch:{ck}") is not second and len(loads) == 3
+    assert s.load("scratch") is s.load("scratch") and len(loads) == 4  # no directory
