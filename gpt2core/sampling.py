@@ -73,12 +73,21 @@ def _setting(
     return field(default=default, metadata=meta)
 
 
+# A temperature below this samples as greedy: the limit T -> 0 puts all the mass on the top
+# logit anyway, and dividing by a temperature near float's smallest (1e-320) made the
+# logits infinite and the probabilities NaN (a draw of garbage, with numpy's warnings).
+GREEDY_BELOW = 1e-6
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every generation setting, declared once (fields in pipeline order)."""
 
     temperature: float = _setting(
-        1.0, "a number >= 0 (0 means greedy)", _parse_float, lambda v: _is_num(v) and v >= 0
+        1.0,
+        f"a number >= 0 (0, or below {GREEDY_BELOW:g}, means greedy)",
+        _parse_float,
+        lambda v: _is_num(v) and v >= 0,
     )
     top_k: int = _setting(
         50, "an integer >= 0 (0 turns it off)", int, lambda v: _is_int(v) and v >= 0
@@ -86,8 +95,11 @@ class Settings:
     top_p: float = _setting(
         1.0, "a number in (0, 1]", _parse_float, lambda v: _is_num(v) and 0 < v <= 1
     )
-    repetition_penalty: float = _setting(
-        1.0, "a number > 0 (1 turns it off)", _parse_float, lambda v: _is_num(v) and v > 0
+    repetition_penalty: float = _setting(  # outside 0.01..100 a logit overflows or is erased
+        1.0,
+        "a number from 0.01 to 100 (1 turns it off)",
+        _parse_float,
+        lambda v: _is_num(v) and 0.01 <= v <= 100,
     )
     max_new_tokens: int = _setting(  # 100,000: about an hour at 124M on a laptop
         64, "an integer from 1 to 100000", int, lambda v: _is_int(v) and 1 <= v <= 100_000
@@ -120,7 +132,7 @@ class Settings:
 
     @property
     def is_greedy(self) -> bool:
-        return self.greedy or self.temperature == 0
+        return self.greedy or self.temperature < GREEDY_BELOW
 
     def updated(self, **changes: Any) -> Settings:
         """A copy with typed values changed (raises SettingsError, self unchanged)."""
@@ -205,10 +217,11 @@ def repetition_penalty(x: Scores, s: Settings, history: Sequence[int]) -> Scores
 
 def temperature(x: Scores, s: Settings, history: Sequence[int]) -> Scores:
     """Divides the logits by T: below 1 sharpens the distribution, above 1 flattens it.
-    T = 0 is its limit, all the mass on the top logit (ties share it)."""
+    T = 0 is its limit, all the mass on the top logit (ties share it); so is any T below
+    GREEDY_BELOW."""
     if s.temperature == 1.0:
         return x
-    if s.temperature == 0:  # only explain() runs this stage for a greedy setting
+    if s.temperature < GREEDY_BELOW:  # only explain() runs this stage for a greedy setting
         top = x.take(np.flatnonzero(x.z == x.z.max()))  # (V,) -> (t,) the tied maxima
         return Scores(np.zeros(top.z.shape), top.ids)  # (t,) equal logits: equal shares
     return Scores(x.z.astype(np.float64) / s.temperature, x.ids)  # (V,) -> (V,)

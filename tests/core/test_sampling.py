@@ -35,3 +35,38 @@ def test_repetition_penalty_and_candidates():
     assert [c.token_id for c in cands[:4]] == [3, 2, 1, 0]
     np.testing.assert_allclose([c.prob for c in cands[:4]], np.array([8, 4, 2, 1]) / 15, rtol=1e-5)
     assert [c.chosen for c in cands[:4]] == [False, True, False, False]
+
+
+def test_a_temperature_near_zero_is_greedy_without_overflow_or_warnings():
+    """temperature=1e-320 (a hostile probe's): dividing the logits by it made them infinite
+    and the probabilities NaN, so the draw was garbage ('zzzz...'), with numpy warnings."""
+    import warnings
+
+    from gpt2core.sampling import GREEDY_BELOW
+
+    rng = np.random.default_rng(0)
+    for logits in (rng.normal(size=50), -np.abs(rng.normal(size=50)) - 5):  # (V,) mixed, all < 0
+        want = int(np.argmax(logits))
+        for t in (1e-320, 5e-324, 1e-300, GREEDY_BELOW / 2):
+            s = Settings(temperature=t, top_k=0, seed=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # any RuntimeWarning fails the test
+                token, cands = Sampler(s)(logits, [])
+                pipe = Sampler(s).explain(logits, [], token)
+            assert s.is_greedy and token == want, (t, token, want)
+            assert all(np.isfinite(c.prob) for c in cands)
+            assert pipe is not None
+    # just above the threshold it samples, from a very sharp distribution
+    assert not Settings(temperature=GREEDY_BELOW).is_greedy
+
+
+def test_a_repetition_penalty_outside_its_range_is_refused():
+    import pytest
+
+    from gpt2core.sampling import SettingsError
+
+    for bad in (1e-320, 0.001, 0.0, -1.0, 101.0, float("inf"), float("nan")):
+        with pytest.raises(SettingsError):
+            Settings().updated(repetition_penalty=bad).validate()
+    for ok in (0.01, 1.0, 1.3, 100.0):
+        Settings().updated(repetition_penalty=ok).validate()
