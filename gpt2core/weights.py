@@ -375,7 +375,11 @@ def resolve(spec: str, *, download: bool = True, weights: bool = True) -> Path:
     """A local checkpoint directory for a directory path or a hub id (cache first), with
     no special file in it (see ``_no_special_files``)."""
     path = Path(spec).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as e:  # a name too long for the filesystem, a loop of links
+        raise CheckpointError(f"{spec}: cannot look it up ({e.strerror or e})") from None
+    if is_dir:
         return _no_special_files(path)
     if looks_like_path(spec):
         if path.exists():

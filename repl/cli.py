@@ -283,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             print("interrupted", file=sys.stderr)
             return 130
         except UserError as e:
-            from repl.terminal import safe
+            from repl.terminal import clip_error, safe
 
-            print(f"gpt2: {safe(str(e))}", file=sys.stderr)
+            print(f"gpt2: {safe(clip_error(str(e)))}", file=sys.stderr)
             return USER_ERROR
 
 

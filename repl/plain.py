@@ -40,6 +40,7 @@ from repl.session import (
     tensor_text,
     user_errors,
 )
+from repl.terminal import clip_error
 
 ANSI_BANDS = ("", "\x1b[33m", "\x1b[38;5;208m", "\x1b[1;31m")  # as SURPRISAL_BANDS
 
@@ -55,7 +56,9 @@ class PlainREPL:
     def say(self, text: str, error: bool = False, painted: str = "") -> None:
         """One line, made safe; ``painted`` (already safe: see ``_paint``) goes after it."""
         stream = self.err if error else self.out
-        stream.write(("error: " if error else "") + printable(text) + painted + "\n")
+        if error:
+            text = "error: " + clip_error(text)
+        stream.write(printable(text) + painted + "\n")
         stream.flush()
 
     def start(self) -> None:

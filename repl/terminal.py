@@ -45,8 +45,24 @@ def json_line(obj: Any) -> str:
     return _JSON_RAW_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+ERROR_LINE_CHARS = 300  # an error line quotes what was typed, which can be a megabyte
+
+
+def clip_error(text: str) -> str:
+    """An error message with each line cut to ERROR_LINE_CHARS: errors echo the value or
+    the path a person gave (``:set temperature=`` and a pasted megabyte printed a
+    1,000,084-character line), and one clear line is the point of an error."""
+    lines = []
+    for line in text.split("\n"):
+        more = len(line) - ERROR_LINE_CHARS
+        if more > 0:
+            line = f"{line[:ERROR_LINE_CHARS]}... ({more:,} more characters)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def is_safe(text: str) -> bool:
     return _DANGEROUS_RE.search(text) is None
 
 
-__all__ = ["safe", "strip_controls", "json_line", "is_safe"]
+__all__ = ["safe", "strip_controls", "json_line", "is_safe", "clip_error"]

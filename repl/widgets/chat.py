@@ -13,6 +13,7 @@ except ImportError:  # another Rich: a paragraph with no newline stays in the ta
     _wrap_offsets = None
 
 from repl.session import CompareResult, chosen_prob, printable, surprisal_band
+from repl.terminal import clip_error
 
 BAND_STYLES = ("", "yellow", "dark_orange", "bold red")  # see repl.session.SURPRISAL_BANDS
 
@@ -25,6 +26,8 @@ class NoticeLine(Static):
     MAX_CHARS = 50_000
 
     def __init__(self, text: str, level: str = "info"):
+        if level == "error":
+            text = clip_error(text)
         style = {"error": "bold red", "info": "dim"}.get(level, "")
         super().__init__(Text(printable(self._head(text)), style=style))
         self.add_class(level)

@@ -299,9 +299,9 @@ async def test_a_huge_notice_shows_its_head_and_how_much_is_left_out():
         assert shown[-1] == f"... ({6001 - NoticeLine.MAX_LINES} more lines not shown)"
         app.prompt_input.post_message(events.Paste(":set seed=" + "9" * 200_000))
         await pilot.pause()
-        await pilot.press("enter")  # the error quotes it: one very long line, cut too
-        await until(pilot, lambda: "characters not shown" in notices(app)[-1])
-        assert len(notices(app)[-1].replace("\n", "")) < NoticeLine.MAX_CHARS + 100
+        await pilot.press("enter")  # the error quotes it: cut to one short line
+        await until(pilot, lambda: "more characters)" in notices(app)[-1])
+        assert len(notices(app)[-1].replace("\n", "")) < 400
 
 
 async def test_a_second_ctrl_c_quits_while_a_compare_loads_its_second_model():
@@ -472,3 +472,11 @@ async def test_clear_keeps_the_place_of_a_running_compare_and_the_open_step_turn
             assert app.query_one(ChatTurn).completion == "h"
     finally:
         gate.set()
+
+
+def test_an_error_notice_quoting_a_huge_input_is_one_short_line():
+    line = text_of(NoticeLine("temperature=" + "1" * 1_000_000 + " is invalid", "error"))
+    assert len(line.strip().splitlines()) <= 3 and len(line) < 400  # (wrapped at 200 columns)
+    assert "more characters)" in line
+    info = text_of(NoticeLine("x" * 5_000))  # not an error: :tokens tables and the like stay
+    assert len(info.replace("\n", "")) >= 5_000

@@ -270,3 +270,32 @@ def test_line_mode_trains_then_chats_with_the_result(tmp_path, capsys):
     assert "error: /no/such/corpus.txt: no such file" in captured.err
     assert session.current.name == f"scratch:{out}"
     assert session.turns[-1].prompt == "ROMEO:" and session.turns[-1].stats["new_tokens"] == 5
+
+
+def test_an_error_that_quotes_a_huge_input_is_one_short_line(capsys):
+    """A hostile probe's: ':set temperature=' and a megabyte printed a 1,000,084-character
+    error line, and ':model scratch:a/a/...' a 200,039-character raw OSError (the model's
+    path is checked in the next test: this session's fake loader reads no directory)."""
+    rc, out, err, session = run_script(
+        [
+            ":set temperature=" + "1" * 1_000_000,
+            ":save /tmp/" + "a/" * 100_000 + "x.json",  # a path too long to write
+            ":set max_new_tokens=" + "x" * 50_000,
+            ":set max_new_tokens=3 greedy=true",
+            "hello",
+        ],
+        capsys,
+    )
+    lines = err.strip().splitlines()
+    assert rc == 0 and len(lines) == 3, [line[:80] for line in lines]
+    assert all(line.startswith("error: ") and len(line) < 400 for line in lines)
+    assert all("more characters)" in line for line in lines)
+    assert [t.prompt for t in session.turns] == ["hello"]
+
+
+def test_a_path_too_long_for_the_filesystem_is_a_checkpoint_error():
+    from gpt2core.specs import load_lm
+    from gpt2core.weights import CheckpointError
+
+    with pytest.raises(CheckpointError, match="cannot look it up"):
+        load_lm("scratch:" + "a/" * 100_000)
