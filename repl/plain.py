@@ -173,7 +173,7 @@ class PlainREPL:
         cfg = request.config
         progress = TrainProgress(file=self.err, bar=False)
         try:
-            with self._ctrl_c_cancels():
+            with self._ctrl_c_cancels(), self._term_stops() as ended_by:
                 result = train(
                     cfg, resume=request.resume, on_event=progress, should_stop=self.cancel.is_set
                 )
@@ -182,12 +182,39 @@ class PlainREPL:
             return
         finally:
             progress.close()
+        if ended_by:  # SIGTERM or SIGHUP: saved, as `gpt2 train` does; then the session ends
+            name = signal.Signals(ended_by[0]).name
+            with contextlib.suppress(OSError):  # a hung-up terminal
+                self.say(f"{name}: stopped at iter {result.iters}, saved {result.out}/last")
+            raise SystemExit(128 + ended_by[0])
         if result.interrupted:
             self.say(f"stopped at iter {result.iters}: saved {result.out}/last "
                      f"(:train ... --resume goes on)")  # fmt: skip
         else:
             self.say(f"done: {result.iters} iters, val loss {result.val_loss:.4f}")
         self.say(f"chat with it: :model scratch:{result.out}")
+
+    @contextlib.contextmanager
+    def _term_stops(self):
+        """While a run trains, SIGTERM and SIGHUP stop it the way Ctrl-C does (the loop saves
+        last/ and returns); the signals that came are in the yielded list. Without this a
+        `kill` ended the session at once, losing every step since the last eval."""
+        came: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            yield came
+            return
+
+        def stop(signum, _frame):
+            came.append(signum)
+            self.cancel.set()
+
+        wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+        previous = {sig: signal.signal(sig, stop) for sig in wanted}
+        try:
+            yield came
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     STEP_KEYS = "Enter: the model's pick | k: force candidate k | -: undo | .: finish"
 

@@ -132,6 +132,35 @@ def test_sigterm_and_two_quick_sigints_save_last_and_resume(corpus, tmp_path):
     assert prepare(cfg, resume=True).start == step2  # and a third run would go on from here
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_during_line_mode_train_saves_where_it_stopped(corpus, tmp_path, sig):
+    """`:train` in line mode under a SIGTERM or SIGHUP: the run saves last/ at the step it
+    stopped, as `gpt2 train` does, and the session ends with 128 + the signal. It died at
+    once before, losing every step since the last eval (a hostile probe's find)."""
+    out = tmp_path / "run"
+    log = open(tmp_path / "chat.log", "w+")  # noqa: SIM115
+    line = (
+        f":train {corpus} --out {out} --preset tiny --block-size 32 --batch-size 4 "
+        "--eval-iters 1 --max-iters 100000 --eval-interval 100000\nnever runs\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repl.cli", "chat", "--plain", "--model", "scratch"],
+        cwd=ROOT, env=ENV, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    proc.log = log
+    proc.stdin.write(line.encode())
+    proc.stdin.flush()
+    wait_until(lambda: max(train_iters(out), default=0) >= 10, proc)
+    proc.send_signal(sig)
+    assert proc.wait(120) == 128 + sig, output(proc)
+    text = output(proc)
+    step = saved_step(out)
+    name = signal.Signals(sig).name
+    assert step is not None and step >= 10 and f"{name}: stopped at iter {step}" in text, text
+    assert "Traceback" not in text and "[scratch]" not in text  # the next line did not run
+    assert_loads(out)
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_instants_always_loads_and_resumes(corpus, tmp_path):
     kills = int(os.environ.get("GPT2_KILLS", "8"))  # 8 keeps the suite under 15 min
