@@ -141,10 +141,14 @@ def _flag(name: str) -> str:
 
 
 def default_out(corpus: tuple[str, ...] | list[str]) -> str:
-    """Where a run goes when no --out is given: runs/<name of the first corpus>."""
+    """Where a run goes when no --out is given: runs/<name of the first corpus>, with
+    anything but letters, digits, '.', '_' and '-' made '_' (a corpus named with an escape
+    sequence or a newline made a directory name no one could type or paste)."""
+    import re
     from pathlib import Path
 
     stem = Path(corpus[0]).stem if corpus else ""
+    stem = re.sub(r"[^\w.-]", "_", stem).lstrip(".")
     return str(Path("runs") / (stem or "run"))
 
 

@@ -177,7 +177,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         from repl.plain import run_replay
 
         return run_replay(args.replay)
-    if args.plain or not _terminal():
+    if args.plain:
         from repl.plain import run_plain
 
         return run_plain(model=args.model)
@@ -268,9 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["chat", *argv]  # chat is the default command, flags included: gpt2 --plain
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
+        args = parser.parse_args(["chat", *argv])
+    if args.command == "chat" and not _terminal():
+        args.plain = True  # line mode on a pipe (see _terminal)
     quiet = contextlib.nullcontext()
     if args.command in QUIET_COMMANDS or getattr(args, "plain", False):
         from repl.logs import native_logs_to_file

@@ -198,3 +198,13 @@ def test_shakespeare_is_bundled_and_trains_with_its_default_out(tmp_path, monkey
     from gpt2core.specs import load_lm
 
     assert load_lm(f"scratch:{tmp_path / 'runs' / 'shakespeare'}").tokenizer.vocab_size == 65
+
+
+def test_the_default_out_is_a_name_a_person_can_type():
+    from gpt2core.train_config import default_out
+
+    assert default_out(("data/shakespeare.txt",)) == "runs/shakespeare"
+    assert default_out(("corp/e\x1b[31mvil\nname.txt",)) == "runs/e__31mvil_name"
+    assert default_out(("données.txt",)) == "runs/données"
+    assert default_out(("a\u202eb.txt",)) == "runs/a_b"  # a bidi override
+    assert default_out(("..",)) == default_out(()) == "runs/run"

@@ -84,3 +84,15 @@ def test_decode_errors_are_one_short_line(capsys, shared_tokenizer_dir):
         assert main(["tokenize", *tok, "--decode", ids]) == 2
         err = capsys.readouterr().err
         assert err == f"gpt2: {needle}\n", err[:200]
+
+
+def test_chat_flags_work_without_the_word_chat(monkeypatch):
+    """chat is the default command: `gpt2 --plain --model X` is `gpt2 chat --plain --model X`
+    (it was 'invalid choice')."""
+    from repl import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_chat", lambda args: seen.append(args) or 0)  # parser's func
+    assert cli.main(["--model", "scratch", "--plain"]) == 0
+    assert cli.main(["chat", "--model", "scratch:x"]) == 0
+    assert [(a.model, a.plain) for a in seen] == [("scratch", True), ("scratch:x", True)]
