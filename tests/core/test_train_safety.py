@@ -409,13 +409,23 @@ DAMAGES = {
 }
 
 
+@pytest.fixture(scope="module")
+def two_step_run(corpus, tmp_path_factory):
+    """A finished 2-step run, copied by each test that damages it."""
+    out = tmp_path_factory.mktemp("two_step") / "run"
+    train(tiny_cfg(corpus, out, max_iters=2), sample=False)
+    return out
+
+
 @pytest.mark.parametrize("name", list(DAMAGES))
-def test_resume_from_a_damaged_last_is_one_line_and_leaves_it(corpus, tmp_path, capsys, name):
+def test_resume_from_a_damaged_last_is_one_line_and_leaves_it(
+    corpus, two_step_run, tmp_path, capsys, name
+):
     """A hostile probe's finds: each of these printed a traceback (BadZipFile, TypeError,
     numpy's ValueError) or, for a step past the end, ran and reported nonsense."""
     damage, needle = DAMAGES[name]
     out = tmp_path / "run"
-    train(tiny_cfg(corpus, out, max_iters=2), sample=False)
+    shutil.copytree(two_step_run, out)
     damage(out / "last")
     before = tree(out)
     argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
