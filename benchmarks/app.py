@@ -71,11 +71,28 @@ async def _type(pilot, text):
     await pilot.pause()
 
 
-def run_rate(model: str, new_tokens: int, rounds: int) -> None:
+def no_freeze():
+    """A collector that neither freezes nor sweeps: the app as it was before
+    repl.collector, for --no-freeze."""
+    from repl.collector import Collector
+
+    class NoFreeze(Collector):
+        def settle(self) -> None:
+            pass
+
+        def sweep(self) -> None:
+            pass
+
+    return NoFreeze()
+
+
+def run_rate(model: str, new_tokens: int, rounds: int, freeze: bool = True) -> None:
     from gpt2core.sampling import Settings
     from repl.app import make_app
 
     app = make_app(model=model, history_path=False)
+    if not freeze:
+        app.collector = no_freeze()
     settings = Settings(max_new_tokens=new_tokens, greedy=True, stop_at_eos=False, seed=0)
     results = []
 
@@ -94,7 +111,10 @@ def run_rate(model: str, new_tokens: int, rounds: int) -> None:
                 results.append((headless.tokens_per_s, turn.stats["tokens_per_s"], fps))
 
     asyncio.run(drive())
-    print(f"model {model}, {new_tokens} new tokens, greedy, {rounds} rounds")
+    print(
+        f"model {model}, {new_tokens} new tokens, greedy, {rounds} rounds, collector "
+        f"{'frozen at turn ends' if freeze else 'left alone (--no-freeze)'}"
+    )
     for h, a, fps in results:
         print(
             f"  headless {h:8.1f} tok/s   app {a:8.1f} tok/s   ratio {a / h:.3f}"
@@ -250,21 +270,13 @@ def run_turns(turns: int, chars: int, step_s: float, freeze: bool) -> None:
 
     from gpt2core.data import BUNDLED
     from repl.app import make_app
-    from repl.collector import Collector
-
-    class NoFreeze(Collector):
-        def settle(self) -> None:
-            pass
-
-        def sweep(self) -> None:
-            pass
 
     corpus = BUNDLED["shakespeare"].read_text(encoding="utf-8")
     text = "".join(c for c in corpus if c in ALPHABET)[:chars]
     lm = FakeLM("scratch", script=text, n_positions=len(text) + 100, delay=step_s)
     app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
     if not freeze:
-        app.collector = NoFreeze()
+        app.collector = no_freeze()
     passes: list[tuple[float, int, float]] = []  # (end, generation, seconds)
     started: list[float] = []
     late: list[tuple[float, float]] = []
@@ -331,7 +343,9 @@ def main() -> None:
     p.add_argument("--chars", type=int, default=40_000, help="lines: reply length")
     p.add_argument("--step-s", type=float, default=0.0005, help="lines: seconds per step")
     p.add_argument("--turns", type=int, default=12, help="turns: replies")
-    p.add_argument("--no-freeze", action="store_true", help="turns: without repl.collector")
+    p.add_argument(
+        "--no-freeze", action="store_true", help="turns, rate: without repl.collector's freezing"
+    )
     a = p.parse_args()
     os.environ.setdefault("GPT2_HOME", tempfile.mkdtemp())
     if a.what == "lines":
@@ -340,7 +354,7 @@ def main() -> None:
         return run_turns(a.turns, a.chars, a.step_s, not a.no_freeze)
     model = a.model or tiny_checkpoint(a.preset)
     if a.what == "rate":
-        run_rate(model, a.new_tokens, a.rounds)
+        run_rate(model, a.new_tokens, a.rounds, not a.no_freeze)
     elif a.what == "long":
         run_long(model, a.new_tokens)
     else:
