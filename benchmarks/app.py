@@ -215,10 +215,9 @@ def run_soak(model: str, prompts: int) -> None:
     )
 
 
-def run_lines(chars: int, step_s: float) -> None:
-    """Tiny Shakespeare as a reply (the tests' fake model writes it one character per step,
-    ``step_s`` apart): the chat's cost as a reply of many lines grows, which a random
-    model (no newlines) does not show."""
+def _shakespeare_app(chars: int, step_s: float):
+    """The app with the tests' fake model, which writes ``chars`` characters of Tiny
+    Shakespeare one per step, ``step_s`` apart (no TensorFlow); and that text."""
     sys.path.insert(0, str(ROOT / "tests" / "repl"))
     from fakes import ALPHABET, FakeLM, FakeLoader
 
@@ -229,22 +228,32 @@ def run_lines(chars: int, step_s: float) -> None:
     text = "".join(c for c in corpus if c in ALPHABET)[:chars]
     lm = FakeLM("scratch", script=text, n_positions=len(text) + 100, delay=step_s)
     app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    app.session.settings = app.session.settings.updated(  # the whole text, every turn
+        max_new_tokens=len(text), greedy=True, stop_at_eos=False
+    )
+    return app, text
+
+
+async def _lateness(late: list) -> None:
+    """How late a 10 ms timer on the UI's event loop fires, appended to ``late`` as (when,
+    seconds late): the wait a key press would have. Runs until cancelled."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        late.append((time.perf_counter(), time.perf_counter() - t - 0.01))
+
+
+def run_lines(chars: int, step_s: float) -> None:
+    """Tiny Shakespeare as a reply (the tests' fake model writes it one character per step,
+    ``step_s`` apart): the chat's cost as a reply of many lines grows, which a random
+    model (no newlines) does not show."""
+    app, text = _shakespeare_app(chars, step_s)
     late: list[tuple[float, float]] = []
 
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
             await _wait_idle(app, pilot)
-            app.session.settings = app.session.settings.updated(
-                max_new_tokens=len(text), greedy=True, stop_at_eos=False
-            )
-
-            async def ticker():
-                while True:
-                    t = time.perf_counter()
-                    await asyncio.sleep(0.01)
-                    late.append((time.perf_counter(), time.perf_counter() - t - 0.01))
-
-            tick = asyncio.ensure_future(ticker())
+            tick = asyncio.ensure_future(_lateness(late))
             t0 = time.perf_counter()
             await _type(pilot, "go")
             await _wait_idle(app, pilot)
@@ -265,16 +274,7 @@ def run_lines(chars: int, step_s: float) -> None:
 def run_turns(turns: int, chars: int, step_s: float, freeze: bool) -> None:
     import gc
 
-    sys.path.insert(0, str(ROOT / "tests" / "repl"))
-    from fakes import ALPHABET, FakeLM, FakeLoader
-
-    from gpt2core.data import BUNDLED
-    from repl.app import make_app
-
-    corpus = BUNDLED["shakespeare"].read_text(encoding="utf-8")
-    text = "".join(c for c in corpus if c in ALPHABET)[:chars]
-    lm = FakeLM("scratch", script=text, n_positions=len(text) + 100, delay=step_s)
-    app = make_app(model="scratch", loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    app, text = _shakespeare_app(chars, step_s)
     if not freeze:
         app.collector = no_freeze()
     passes: list[tuple[float, int, float]] = []  # (end, generation, seconds)
@@ -291,17 +291,7 @@ def run_turns(turns: int, chars: int, step_s: float, freeze: bool) -> None:
     async def drive():
         async with app.run_test(size=(120, 40)) as pilot:
             await _wait_idle(app, pilot)
-            app.session.settings = app.session.settings.updated(
-                max_new_tokens=len(text), greedy=True, stop_at_eos=False
-            )
-
-            async def ticker():
-                while True:
-                    t = time.perf_counter()
-                    await asyncio.sleep(0.01)
-                    late.append((time.perf_counter(), time.perf_counter() - t - 0.01))
-
-            tick = asyncio.ensure_future(ticker())
+            tick = asyncio.ensure_future(_lateness(late))
             spans = []
             for _ in range(turns):
                 t0 = time.perf_counter()
