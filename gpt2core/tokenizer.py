@@ -88,6 +88,28 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
+def _check_merges(directory: Path, tok) -> None:
+    """A byte-level BPE makes every token past its (at most 256) byte tokens and its
+    special tokens with one merge, so merges.txt holds at least V - 256 - specials of them.
+    A truncated merges.txt is still a valid, shorter one, and it loaded silently as another
+    tokenizer ('hi' as 'h', 'i'). Only checked when it is what was read: transformers
+    reads tokenizer.json instead when there is one."""
+    merges = directory / "merges.txt"
+    if (directory / "tokenizer.json").is_file() or not merges.is_file():
+        return
+    try:
+        with open(merges, encoding="utf-8") as f:
+            n = sum(1 for line in f if line.strip() and not line.startswith("#version"))
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"{merges}: cannot read ({_first_line(e)})") from None
+    need = tok.vocab_size - 256 - len(tok.all_special_ids)
+    if n < need:
+        raise TokenizerError(
+            f"{merges}: {n:,} merges for a {tok.vocab_size:,}-token vocabulary, which needs "
+            f"at least {need:,}: the file is cut short (or belongs to another vocab.json)"
+        )
+
+
 class BPETokenizer:
     kind = "bpe"
 
@@ -124,6 +146,7 @@ class BPETokenizer:
             raise TokenizerError(
                 f"{spec}: cannot load a GPT-2 tokenizer ({_first_line(e)})"
             ) from None
+        _check_merges(Path(spec), tok)
         return cls(tok, name=str(spec))
 
     def encode(self, text: str) -> list[int]:

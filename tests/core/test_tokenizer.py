@@ -110,3 +110,21 @@ def test_missing_tokenizer_is_one_clear_error(tmp_path):
         load_tokenizer(tmp_path)
     with pytest.raises(TokenizerError, match="no such checkpoint directory"):
         load_tokenizer(tmp_path / "nope" / "deeper")
+
+
+def test_a_truncated_merges_file_is_one_line_not_another_tokenizer(shared_tokenizer_dir, tmp_path):
+    """A hostile probe's: merges.txt cut to 5,000 bytes loaded silently ('hi' became 'h',
+    'i')."""
+    import shutil
+
+    import pytest
+
+    from gpt2core.tokenizer import TokenizerError, load_tokenizer
+
+    d = tmp_path / "tok"
+    shutil.copytree(shared_tokenizer_dir, d)
+    assert load_tokenizer(d).encode("hi") == [5303]
+    with open(d / "merges.txt", "r+b") as f:
+        f.truncate(5000)
+    with pytest.raises(TokenizerError, match="merges for a 50,257-token vocabulary"):
+        load_tokenizer(d)
