@@ -268,8 +268,11 @@ class Trainer:
                 v.assign(arrays[f"model/{i}"])
             n = sum(1 for key in arrays if key.startswith("opt/"))
             self.optimizer.load_state([arrays[f"opt/{i}"] for i in range(n)])
-        except (KeyError, ValueError) as e:
-            raise TrainError(f"{source}: training state does not fit this model ({e})") from None
+        except (KeyError, ValueError) as e:  # Keras' shape message goes on to print arrays
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TrainError(
+                f"{source}: training state does not fit this model ({first})"
+            ) from None
 
 
 # -- samples -----------------------------------------------------------------------------------
@@ -409,13 +412,23 @@ def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
         run_file = out / "last" / RUN_NAME
         try:
             saved = jsontext.loads(run_file.read_text(encoding="utf-8"))
-            old = TrainConfig(**{**saved["config"], "corpus": tuple(saved["config"]["corpus"])})
+            corpus = saved["config"]["corpus"]
+            if not isinstance(corpus, list) or not all(isinstance(c, str) for c in corpus):
+                raise ValueError(f"corpus must be a list of file names, got {corpus!r:.80}")
+            old = TrainConfig(**{**saved["config"], "corpus": tuple(corpus)})
             start = saved["step"]
             old.check()  # a hand-edited or damaged file: its types and ranges, as for flags
             if isinstance(start, bool) or not isinstance(start, int):
-                raise ValueError(f"step must be an integer, got {start!r}")
+                raise ValueError(f"step must be an integer, got {start!r:.80}")
             if not 0 <= start <= old.max_iters:
                 raise ValueError(f"step {start} is outside 0..{old.max_iters} (its --max-iters)")
+            best = saved.get("best_val")
+            if best is not None and (
+                isinstance(best, bool)
+                or not isinstance(best, int | float)
+                or not math.isfinite(best)
+            ):
+                raise ValueError(f"best_val must be a finite number or null, got {best!r:.80}")
         except (OSError, ValueError, KeyError, TypeError, TrainError) as e:
             raise TrainError(f"{run_file}: not a training state ({e})") from None
         # a resumed run keeps its recipe; only the length and the output may change

@@ -378,8 +378,8 @@ def test_metrics_lines_json_cannot_read_are_skipped(tmp_path):
 def _set(key, value):
     def damage(last: Path) -> None:
         run = json.loads((last / RUN_NAME).read_text())
-        if key == "step":
-            run["step"] = value
+        if key in ("step", "best_val"):
+            run[key] = value
         else:
             run["config"][key] = value
         (last / RUN_NAME).write_text(json.dumps(run))
@@ -390,6 +390,15 @@ def _set(key, value):
 def _truncate_state(last: Path) -> None:
     state = last / STATE_NAME
     state.write_bytes(state.read_bytes()[:1000])
+
+
+def _wrong_shapes(last: Path) -> None:
+    import numpy as np
+
+    state = last / STATE_NAME
+    with np.load(state) as arrays:
+        keys = list(arrays.files)
+    np.savez(state, **{k: np.zeros((2, 3), np.float32) for k in keys})
 
 
 def _zero_state(last: Path) -> None:
@@ -406,6 +415,10 @@ DAMAGES = {
     "step past max_iters": (_set("step", 10**12), "not a training state"),
     "step a string": (_set("step", "3"), "not a training state"),
     "step true": (_set("step", True), "not a training state"),
+    "best_val a string": (_set("best_val", "abc"), "not a training state"),
+    "best_val a list": (_set("best_val", [1]), "not a training state"),
+    "corpus a string": (_set("corpus", "small.txt"), "not a training state"),
+    "state of the wrong shapes": (_wrong_shapes, "does not fit this model"),
 }
 
 
