@@ -49,16 +49,17 @@ ERROR_LINE_CHARS = 300  # an error line quotes what was typed, which can be a me
 
 
 def clip_error(text: str) -> str:
-    """An error message with each line cut to ERROR_LINE_CHARS: errors echo the value or
+    """An error message as one line of at most ERROR_LINE_CHARS: errors echo the value or
     the path a person gave (``:set temperature=`` and a pasted megabyte printed a
-    1,000,084-character line), and one clear line is the point of an error."""
-    lines = []
-    for line in text.split("\n"):
-        more = len(line) - ERROR_LINE_CHARS
-        if more > 0:
-            line = f"{line[:ERROR_LINE_CHARS]}... ({more:,} more characters)"
-        lines.append(line)
-    return "\n".join(lines)
+    1,000,084-character line), and some libraries' messages go on for lines (Keras prints
+    the arrays it could not assign). What is cut is counted."""
+    first, *rest = text.strip().split("\n")
+    more = len(first) - ERROR_LINE_CHARS
+    if more > 0:
+        first = f"{first[:ERROR_LINE_CHARS]}... ({more:,} more characters)"
+    if rest:
+        first += f" (+{len(rest)} more line{'s' if len(rest) > 1 else ''})"
+    return first
 
 
 def is_safe(text: str) -> bool:

@@ -293,6 +293,16 @@ def test_an_error_that_quotes_a_huge_input_is_one_short_line(capsys):
     assert [t.prompt for t in session.turns] == ["hello"]
 
 
+def test_a_multi_line_error_is_one_line_saying_how_much_is_left_out():
+    from repl.terminal import clip_error
+
+    keras = "The shape of the target variable and the value must match.\n[[0. 0.]\n [0. 0.]]"
+    assert clip_error(keras) == (
+        "The shape of the target variable and the value must match. (+2 more lines)"
+    )
+    assert clip_error("one line") == "one line"
+
+
 def test_a_path_too_long_for_the_filesystem_is_a_checkpoint_error():
     from gpt2core.specs import load_lm
     from gpt2core.weights import CheckpointError
