@@ -319,7 +319,12 @@ class GPT2App(App):
             self.chat.add(NoticeLine(str(e), "error"))
             return
         current = self.session.current
-        if current is not None and current.name == key and not self.loads.busy:
+        if (
+            current is not None
+            and current.name == key
+            and not self.loads.busy
+            and self.session.unchanged(key)  # else its files changed (a run wrote there)
+        ):
             self.chat.add(NoticeLine(f"already using {key}"))
             return
         self.session.wanted_model = key

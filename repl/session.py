@@ -530,6 +530,15 @@ class Session:
             self.activate(lm)
         return lm
 
+    def unchanged(self, key: str) -> bool:
+        """Whether the model loaded for ``key`` (a parsed spec) still matches its
+        directory's files: ``load`` would reuse it."""
+        from gpt2core.specs import parse_spec
+
+        return key in self.models and self._files.get(key) == _checkpoint_files(
+            parse_spec(key).target
+        )
+
     def activate(self, lm: LanguageModel) -> None:
         self._remember(lm.name)
         self.current = lm

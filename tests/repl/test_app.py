@@ -480,3 +480,30 @@ def test_an_error_notice_quoting_a_huge_input_is_one_short_line():
     assert "more characters)" in line
     info = text_of(NoticeLine("x" * 5_000))  # not an error: :tokens tables and the like stay
     assert len(info.replace("\n", "")) >= 5_000
+
+
+async def test_model_again_on_the_current_directory_reloads_it_when_its_files_changed(tmp_path):
+    """`:model scratch:DIR` on the model in use replied 'already using' before the session
+    could see that DIR's files had changed (a run trained into it): it reloads now."""
+    import os
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "model.safetensors").write_bytes(b"weights")
+    loads = []
+
+    def loader(spec):
+        loads.append(spec)
+        return FakeLM(spec)
+
+    app = make_app(model=f"scratch:{ck}", loader=loader, history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert len(loads) == 1
+        await submit(pilot, f":model scratch:{ck}")
+        await settle(app, pilot)
+        assert len(loads) == 1 and "already using" in notices(app)[-1]
+        os.utime(ck / "model.safetensors", ns=(1, 1))
+        await submit(pilot, f":model scratch:{ck}")
+        await settle(app, pilot)
+        assert len(loads) == 2 and app.session.current is app.session.models[f"scratch:{ck}"]
