@@ -58,15 +58,19 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(path: str | os.PathLike) -> bytes:
+def read_regular(path: str | os.PathLike, pipes: bool = False) -> bytes:
     """The bytes of the regular file at ``path`` (links followed). Anything else raises
     OSError at once, with the kind as its strerror ("a FIFO (named pipe)"): opening a
     FIFO to read waits for a writer, forever if none comes, so it is opened without
-    blocking and looked at before a byte is read."""
+    blocking and looked at before a byte is read.
+
+    ``pipes=True`` also reads a pipe (``/dev/stdin`` fed by ``cat``, a shell's ``<(...)``):
+    opened without blocking, a pipe with no writer reads as empty at once, and one with a
+    writer reads until the writer closes it."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        if not (stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode))):
             what = _kind(mode)
             why = "not a regular file" if what == "not a regular file" else f"is {what}"
             raise OSError(errno.EINVAL, why, str(path))

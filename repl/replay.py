@@ -73,13 +73,15 @@ def read_session(path: str | Path) -> list[SavedTurn]:
     except RuntimeError:  # ~name, and no such user
         raise ReplayFileError(f"{path}: cannot read it (no such user's home directory)") from None
     try:
-        raw = read_regular(path)  # a FIFO: one line, not a wait for a writer
+        raw = read_regular(path, pipes=True)  # a FIFO with no writer: empty, not a wait
     except FileNotFoundError:
         raise ReplayFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ReplayFileError(f"{path}: is a directory, not a saved session") from None
     except OSError as e:
         raise ReplayFileError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not raw.strip():  # an empty file, or a pipe no one writes to
+        raise ReplayFileError(f"{path}: empty, not a saved session")
     try:
         data = jsontext.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -260,6 +260,8 @@ def test_a_file_in_the_home_of_a_user_that_does_not_exist_is_one_line(capsys):
 
 
 def test_replaying_a_fifo_is_one_line_not_a_wait_for_a_writer(tmp_path):
+    """A FIFO no one writes to: one line at once (opening it to read waited for a writer
+    forever). A pipe someone writes to is read (see the next test)."""
     fifo = tmp_path / "session.json"
     os.mkfifo(fifo)
     r = subprocess.run(
@@ -270,4 +272,29 @@ def test_replaying_a_fifo_is_one_line_not_a_wait_for_a_writer(tmp_path):
     )
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert "FIFO" in line and "Traceback" not in r.stderr
+    assert "empty, not a saved session" in line and "Traceback" not in r.stderr
+
+
+def test_a_saved_session_replays_from_a_pipe(tmp_path, capsys):
+    """`cat s.json | gpt2 --replay /dev/stdin` and `--replay <(...)`: a pipe with a writer
+    is read to its end (the FIFO check had refused every pipe: the second probe's find)."""
+    import threading
+
+    from repl.replay import read_session
+
+    path = tmp_path / "f.json"
+    session = Session(model="pretrained:fake", loader=FakeLoader(), history_path=False)
+    _record(session, [":set max_new_tokens=3 greedy=true", "abc", f":save {path}"], capsys)
+    r, w = os.pipe()
+
+    def feed():
+        with os.fdopen(w, "wb") as f:
+            f.write(path.read_bytes())
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        assert read_session(f"/dev/fd/{r}") == read_session(path)
+    finally:
+        t.join(10)
+        os.close(r)
