@@ -487,6 +487,14 @@ async def test_model_again_on_the_current_directory_reloads_it_when_its_files_ch
     could see that DIR's files had changed (a run trained into it): it reloads now."""
     import os
 
+    from textual import events
+
+    async def command(text):  # pasted, not typed key by key (a long path took 2 s a time)
+        app.prompt_input.post_message(events.Paste(text))
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(app, pilot)
+
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "model.safetensors").write_bytes(b"weights")
@@ -500,10 +508,8 @@ async def test_model_again_on_the_current_directory_reloads_it_when_its_files_ch
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         assert len(loads) == 1
-        await submit(pilot, f":model scratch:{ck}")
-        await settle(app, pilot)
+        await command(f":model scratch:{ck}")
         assert len(loads) == 1 and "already using" in notices(app)[-1]
         os.utime(ck / "model.safetensors", ns=(1, 1))
-        await submit(pilot, f":model scratch:{ck}")
-        await settle(app, pilot)
+        await command(f":model scratch:{ck}")
         assert len(loads) == 2 and app.session.current is app.session.models[f"scratch:{ck}"]
