@@ -122,4 +122,21 @@ class FakeLoader:
         return FakeLM(name=spec)
 
 
-__all__ = ["FakeLM", "FakeLoader", "SpecError"]
+class DirLoader:
+    """A checkpoint directory on disk (one small weights file) and a loader that counts
+    its loads, each a fresh FakeLM: for the reload-when-its-files-change tests."""
+
+    def __init__(self, root):
+        self.dir = root / "ck"
+        self.dir.mkdir()
+        self.weights = self.dir / "model.safetensors"
+        self.weights.write_bytes(b"weights")
+        self.spec = f"scratch:{self.dir}"
+        self.loads: list[str] = []
+
+    def __call__(self, spec: str) -> LanguageModel:
+        self.loads.append(spec)
+        return FakeLM(spec, script=str(len(self.loads)))
+
+
+__all__ = ["FakeLM", "FakeLoader", "DirLoader", "SpecError"]

@@ -6,7 +6,7 @@ import threading
 
 from repl.app import make_app
 from repl.widgets import ChatTurn, CompareView, NoticeLine, QueuedLine, SidePanel
-from tests.repl.fakes import FakeLM, FakeLoader
+from tests.repl.fakes import DirLoader, FakeLM, FakeLoader
 
 SIZE = (120, 40)
 
@@ -495,16 +495,9 @@ async def test_model_again_on_the_current_directory_reloads_it_when_its_files_ch
         await pilot.press("enter")
         await settle(app, pilot)
 
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    (ck / "model.safetensors").write_bytes(b"weights")
-    loads = []
-
-    def loader(spec):
-        loads.append(spec)
-        return FakeLM(spec)
-
-    app = make_app(model=f"scratch:{ck}", loader=loader, history_path=False)
+    d = DirLoader(tmp_path)
+    ck, loads = d.dir, d.loads
+    app = make_app(model=d.spec, loader=d, history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         assert len(loads) == 1

@@ -19,7 +19,7 @@ from repl.session import (
     clean_input,
     printable,
 )
-from tests.repl.fakes import FakeLM, FakeLoader
+from tests.repl.fakes import DirLoader, FakeLM, FakeLoader
 
 
 @pytest.fixture
@@ -201,16 +201,9 @@ def test_again_reruns_the_last_prompt(session):
 def test_a_checkpoint_whose_files_changed_is_loaded_again(tmp_path):
     """`:train --out DIR` into a directory the session had loaded: `:model scratch:DIR` must
     serve the new weights, not the ones it loaded before (a hostile probe's find)."""
-    ck = tmp_path / "ck"
-    ck.mkdir()
-    (ck / "model.safetensors").write_bytes(b"old")
-    loads = []
-
-    def loader(spec):
-        loads.append(spec)
-        return FakeLM(spec, script=str(len(loads)))
-
-    s = Session(model="scratch", loader=loader, history_path=False)
+    d = DirLoader(tmp_path)
+    ck, loads = d.dir, d.loads
+    s = Session(model="scratch", loader=d, history_path=False)
     first = s.load(f"scratch:{ck}")
     assert s.load(f"scratch:{ck}") is first and len(loads) == 1  # unchanged: reused
     (ck / "model.safetensors").write_bytes(b"new weights")
