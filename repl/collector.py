@@ -3,11 +3,11 @@
 Python's full collection walks every tracked object with the interpreter lock held, so
 while it runs neither the UI nor the decoder thread moves. A chat keeps alive what it has
 drawn (Textual's strips and their caches: ~35 tracked objects per settled line), so over
-a session each full pass stalled both for longer: 47 ms in the first of 12 replies of
-3,000 characters, 141 ms in the last (benchmarks/RESULTS.md, session 8).
+a session each full pass stalled both for longer: 45 ms in the first of 12 replies of
+3,000 characters, 128-149 ms in the last ones (benchmarks/RESULTS.md, session 8).
 
 What has settled is frozen instead (``gc.freeze``): at each turn's end a collection of
-what is not frozen yet (only what came since the last turn: 13-20 ms), then a freeze of
+what is not frozen yet (only what came since the last turn), then a freeze of
 its survivors, so the passes during the next reply walk only the objects that reply
 makes. The price: a frozen object that becomes garbage later is never found by a pass,
 and Textual keeps replacing things (strips, the footer's keys, panel views: ~2,000

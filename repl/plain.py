@@ -208,7 +208,9 @@ class PlainREPL:
             came.append(signum)
             self.cancel.set()
 
-        wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+        from repl.train_cli import STOP_SIGNALS  # gpt2 train's; SIGINT is _ctrl_c_cancels'
+
+        wanted = [sig for sig in STOP_SIGNALS if sig != signal.SIGINT]
         previous = {sig: signal.signal(sig, stop) for sig in wanted}
         try:
             yield came

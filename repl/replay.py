@@ -76,9 +76,7 @@ def read_session(path: str | Path) -> list[SavedTurn]:
         raw = read_regular(path, pipes=True)  # a FIFO with no writer: empty, not a wait
     except FileNotFoundError:
         raise ReplayFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ReplayFileError(f"{path}: is a directory, not a saved session") from None
-    except OSError as e:
+    except OSError as e:  # a directory, a device: read_regular says which
         raise ReplayFileError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw.strip():  # an empty file, or a pipe no one writes to
         raise ReplayFileError(f"{path}: empty, not a saved session")
