@@ -28,7 +28,7 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from gpt2core.distribute import is_chief, make_strategy
 from gpt2core.errors import UserError
 from gpt2core.optim import FlatAdamW, KerasAdamW
 from gpt2core.rundir import METRICS_NAME, RUN_MARKER, RUN_NAME, STATE_NAME
-from gpt2core.train_config import TrainConfig, TrainError, default_out
+from gpt2core.train_config import TrainConfig, TrainError, default_out, resume_conflicts
 from gpt2core.train_events import (
     TrainDone,
     TrainEval,
@@ -393,10 +393,13 @@ def _check_memory(mcfg: GPT2Config, batch_size: int) -> None:
         )
 
 
-def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
+def prepare(
+    cfg: TrainConfig, resume: bool, writer: bool = True, given: Collection[str] = ()
+) -> Prepared:
     """Everything that can fail on user input, before anything is written (except that a
     run directory of ours is first repaired from an interrupted save, by the ``writer``:
-    a multi-worker run's other workers only read)."""
+    a multi-worker run's other workers only read). ``given`` names the settings the user
+    set (TrainConfig fields): a resumed run refuses any that differ from its saved ones."""
     cfg.check()
     out = Path(cfg.out)
     ours = rundir.check_out(out)
@@ -431,6 +434,9 @@ def prepare(cfg: TrainConfig, resume: bool, writer: bool = True) -> Prepared:
                 raise ValueError(f"best_val must be a finite number or null, got {best!r:.80}")
         except (OSError, ValueError, KeyError, TypeError, TrainError) as e:
             raise TrainError(f"{run_file}: not a training state ({e})") from None
+        conflict = resume_conflicts(old, cfg, given)
+        if conflict:
+            raise TrainError(conflict)
         # a resumed run keeps its recipe; only the length and the output may change
         cfg = dataclasses.replace(
             old, max_iters=max(cfg.max_iters, old.max_iters), out=cfg.out, strategy=cfg.strategy
@@ -531,6 +537,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     sample: bool = True,
     eval_samples: bool = True,
+    given: Collection[str] = (),
 ) -> TrainResult:
     """Run (or resume) training; see gpt2core.train_events for what ``on_event`` gets.
 
@@ -542,7 +549,8 @@ def train(
     one eval interval; a loss that becomes NaN or infinite stops the run (TrainError),
     keeping the last good checkpoint. ``sample=False`` skips the samples (their decoder
     costs a few seconds of compiling); ``eval_samples=False`` keeps only the end's (for a
-    front end that shows no evals). User errors raise TrainError (one line).
+    front end that shows no evals). ``given``: the settings the user set, for ``prepare``.
+    User errors raise TrainError (one line).
     """
     from gpt2core import fsutil
 
@@ -552,7 +560,7 @@ def train(
         chief = is_chief(cfg.strategy)  # checks TF_CONFIG before any work
     except UserError as e:
         raise TrainError(str(e)) from None
-    p = prepare(cfg, resume, writer=chief)
+    p = prepare(cfg, resume, writer=chief, given=given)
     cfg, tokenizer, mcfg = p.cfg, p.tokenizer, p.model_config
     out = Path(cfg.out)
     metrics = out / METRICS_NAME

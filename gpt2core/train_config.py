@@ -6,6 +6,7 @@ No TensorFlow and no UI here: front ends build and check a config before anythin
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpt2core.config import MAX_SIZES, PRESETS, ConfigError, GPT2Config
@@ -140,6 +141,36 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# what a resumed run may change: its length, where it goes, and how it is spread over devices
+RESUME_MAY_CHANGE = ("max_iters", "out", "strategy")
+
+
+def resume_conflicts(saved: TrainConfig, asked: TrainConfig, given: Iterable[str]) -> str | None:
+    """What ``--resume`` would otherwise ignore without a word: the settings the user gave
+    (``given``: TrainConfig field names) that differ from the saved run's, and a corpus
+    that is not the saved one (compared as real paths). None when there is nothing."""
+    import os
+
+    from gpt2core.data import BUNDLED
+
+    def where(name: str) -> str:
+        return name if name in BUNDLED else os.path.realpath(name)
+
+    found = []
+    if [where(c) for c in asked.corpus] != [where(c) for c in saved.corpus]:
+        found.append(f"CORPUS {' '.join(asked.corpus)} (saved: {' '.join(saved.corpus)})")
+    for name in sorted(set(given) - set(RESUME_MAY_CHANGE) - {"corpus"}):
+        mine, theirs = getattr(asked, name), getattr(saved, name)
+        if mine != theirs:
+            found.append(f"{_flag(name)} {mine} (saved: {theirs})")
+    if not found:
+        return None
+    return (
+        f"--resume continues the saved run as it was set up, but {'; '.join(found)}: drop "
+        f"{'it' if len(found) == 1 else 'them'} to continue it, or start a new run in another --out"
+    )
+
+
 def default_out(corpus: tuple[str, ...] | list[str]) -> str:
     """Where a run goes when no --out is given: runs/<name of the first corpus>, with
     anything but letters, digits, '.', '_' and '-' made '_' (a corpus named with an escape
@@ -152,4 +183,4 @@ def default_out(corpus: tuple[str, ...] | list[str]) -> str:
     return str(Path("runs") / (stem or "run"))
 
 
-__all__ = ["TrainConfig", "TrainError", "default_out"]
+__all__ = ["TrainConfig", "TrainError", "default_out", "resume_conflicts"]

@@ -475,7 +475,13 @@ class GPT2App(App):
                 self.post_message(TrainReport(e))
 
         try:
-            train(request.config, resume=request.resume, on_event=report, should_stop=stop.is_set)
+            train(
+                request.config,
+                resume=request.resume,
+                on_event=report,
+                should_stop=stop.is_set,
+                given=request.given,
+            )
         except user_errors() as e:
             self.post_message(TrainReport(None, str(e)))
         except Exception as e:

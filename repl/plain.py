@@ -175,7 +175,11 @@ class PlainREPL:
         try:
             with self._ctrl_c_cancels(), self._term_stops() as ended_by:
                 result = train(
-                    cfg, resume=request.resume, on_event=progress, should_stop=self.cancel.is_set
+                    cfg,
+                    resume=request.resume,
+                    on_event=progress,
+                    should_stop=self.cancel.is_set,
+                    given=request.given,
                 )
         except user_errors() as e:
             self.say(str(e), error=True)

@@ -51,6 +51,7 @@ class TrainRequest:
     resume: bool = False
     json: bool = False
     progress: bool = True
+    given: frozenset[str] = frozenset()  # the settings the command line set (for --resume)
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,6 +105,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def given_settings(args: argparse.Namespace) -> frozenset[str]:
+    """The TrainConfig fields a parsed command line set: flags not given parse as None."""
+    names = [name.lstrip("-").replace("-", "_") for name, _, _ in SETTINGS]
+    return frozenset(n for n in [*names, "preset", "tokenizer"] if getattr(args, n) is not None)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing and exiting (for `:train` in the app)."""
 
@@ -132,12 +139,19 @@ def parse_train_args(argv: str | Sequence[str]) -> TrainRequest:
     args = parser.parse_args(list(argv))
     cfg = config_from_args(args)
     cfg.check()
-    return TrainRequest(cfg, resume=args.resume, json=args.json, progress=not args.no_progress)
+    return TrainRequest(
+        cfg,
+        resume=args.resume,
+        json=args.json,
+        progress=not args.no_progress,
+        given=given_settings(args),
+    )
 
 
 __all__ = [
     "add_train_parser",
     "config_from_args",
+    "given_settings",
     "parse_train_args",
     "TrainRequest",
     "TrainHelp",

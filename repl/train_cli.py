@@ -15,7 +15,7 @@ import sys
 from gpt2core.train import train
 from gpt2core.train_events import TrainDone, TrainEval, TrainEvent, TrainStarted, TrainStep
 from repl.terminal import json_line, safe
-from repl.train_args import config_from_args
+from repl.train_args import config_from_args, given_settings
 
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -171,6 +171,7 @@ def main_from_args(args) -> int:
                 on_event=progress,
                 should_stop=stop,
                 eval_samples=progress.evals,  # nobody would see them
+                given=given_settings(args),
             )
         finally:
             progress.close()

@@ -15,6 +15,7 @@ from gpt2core import fsutil
 from gpt2core import train as train_mod
 from gpt2core.train import RUN_NAME, STATE_NAME, TrainConfig, prepare, train
 from repl.cli import main
+from repl.train_args import parse_train_args
 from tests.conftest import SHAKESPEARE
 
 
@@ -40,6 +41,11 @@ def tiny_cfg(corpus, out, **kw):
     )
     base.update(kw)
     return TrainConfig(**base)
+
+
+# tiny_cfg's settings as `gpt2 train` flags
+TINY_ARGV = ["--preset", "tiny", "--block-size", "32", "--batch-size", "4", "--max-iters", "4",
+             "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
 
 
 def cli(argv, capsys):
@@ -213,8 +219,7 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(
         return real(path, directory)
 
     monkeypatch.setattr(fsutil, "_fsync_path", fsync)
-    argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
-            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+    argv = [corpus, "--out", out, *TINY_ARGV]
     rc, err = cli(argv, capsys)
     assert rc == 2 and "No space left on device" in err and "intact" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -354,8 +359,7 @@ def test_resume_from_a_run_file_json_cannot_read_is_one_line(corpus, tmp_path, c
     train(tiny_cfg(corpus, out, max_iters=2), sample=False)
     # nested too deep: json.loads raises RecursionError, not a ValueError
     (out / "last" / RUN_NAME).write_text("[" * 100_000 + "]" * 100_000)
-    argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
-            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+    argv = [corpus, "--out", out, *TINY_ARGV]
     rc, err = cli([*argv, "--resume"], capsys)
     assert rc == 2 and "not a training state" in err and "Traceback" not in err, err
 
@@ -441,9 +445,69 @@ def test_resume_from_a_damaged_last_is_one_line_and_leaves_it(
     shutil.copytree(two_step_run, out)
     damage(out / "last")
     before = tree(out)
-    argv = [corpus, "--out", out, "--preset", "tiny", "--block-size", "32", "--batch-size", "4",
-            "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1"]  # fmt: skip
+    argv = [corpus, "--out", out, *TINY_ARGV]
     rc, err = cli([*argv, "--resume"], capsys)
     assert rc == 2 and needle in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1, err
     assert tree(out) == before
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (["--lr", "0.5"], "--lr 0.5 (saved: 0.001)"),
+        (["--seed", "7", "--dropout", "0.2"], "--dropout 0.2 (saved: 0.0); --seed 7 (saved: 1337)"),
+        (["--preset", "shakespeare-cpu"], "--preset shakespeare-cpu (saved: tiny)"),
+        (["--tokenizer", "bpe:300"], "--tokenizer bpe:300 (saved: char)"),
+    ],
+)
+def test_resume_refuses_settings_it_would_ignore(
+    corpus, two_step_run, tmp_path, capsys, change, needle
+):
+    """A resumed run keeps its saved recipe: a setting given with --resume that differs
+    from it was silently dropped (the run went on with the old one). Now it is one line,
+    before anything is written."""
+    out = tmp_path / "run"
+    shutil.copytree(two_step_run, out)
+    before = tree(out)
+    rc, err = cli([corpus, "--out", out, *TINY_ARGV, *change, "--resume"], capsys)
+    assert rc == 2 and needle in err and "another --out" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert tree(out) == before
+
+
+def test_resume_refuses_another_corpus_but_not_another_spelling(
+    corpus, two_step_run, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    shutil.copytree(two_step_run, out)
+    other = tmp_path / "other.txt"
+    other.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")  # same text, not it
+    before = tree(out)
+    rc, err = cli([other, "--out", out, *TINY_ARGV, "--resume"], capsys)
+    assert rc == 2 and f"CORPUS {other} (saved: {corpus})" in err, err
+    assert tree(out) == before
+    # the saved corpus through a link and a relative path is the same file: it resumes
+    link = tmp_path / "link.txt"
+    link.symlink_to(corpus)
+    monkeypatch.chdir(corpus.parent)
+    for spelling in (str(link), f"./{corpus.name}"):
+        request = parse_train_args([spelling, "--out", str(out), *TINY_ARGV, "--resume"])
+        p = prepare(request.config, resume=True, given=request.given)
+        assert p.start == 2 and p.cfg.corpus == (str(corpus),)
+
+
+def test_resume_with_the_saved_settings_or_none_goes_on(corpus, two_step_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(two_step_run, out)
+    for flags in (TINY_ARGV, ["--lr", "0.001", "--seed", "1337"], ["--max-iters", "9"], []):
+        request = parse_train_args([str(corpus), "--out", str(out), *flags, "--resume"])
+        p = prepare(request.config, resume=True, given=request.given)
+        assert p.start == 2 and p.cfg.preset == "tiny" and p.cfg.batch_size == 4
+    assert request.given == frozenset() and p.cfg.max_iters == 2  # its own length
+
+
+def test_the_request_knows_which_settings_were_given():
+    request = parse_train_args("f.txt --lr 1e-3 --preset tiny --max-iters 5")
+    assert request.given == {"lr", "preset", "max_iters"}
+    assert parse_train_args("f.txt").given == frozenset()

@@ -260,6 +260,7 @@ def test_line_mode_trains_then_chats_with_the_result(tmp_path, capsys):
     script = [
         f":train {corpus} --preset tiny --max-iters 4 --eval-interval 2 --eval-iters 1 --out {out}",
         ":train /no/such/corpus.txt",
+        f":train {corpus} --out {out} --lr 0.5 --resume",  # a recipe --resume would ignore
         f":model scratch:{out}",
         ":set max_new_tokens=5 greedy=true",
         "ROMEO:",
@@ -268,6 +269,8 @@ def test_line_mode_trains_then_chats_with_the_result(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "iter 2: train loss" in captured.err and "done: 4 iters" in captured.out
     assert "error: /no/such/corpus.txt: no such file" in captured.err
+    assert "error: --resume continues the saved run" in captured.err
+    assert "--lr 0.5 (saved: 0.001)" in captured.err
     assert session.current.name == f"scratch:{out}"
     assert session.turns[-1].prompt == "ROMEO:" and session.turns[-1].stats["new_tokens"] == 5
 

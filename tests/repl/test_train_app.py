@@ -62,6 +62,10 @@ async def test_esc_stops_a_run_saves_last_and_it_resumes(tmp_path):
         await _until(pilot, lambda: app.train_stop is None)
         assert panel.state.train.state == "stopped"
         assert any("stopped at iter" in n and "saved" in n for n in notices(app))
+        # resumed with a setting the saved run does not have: one line, nothing started
+        await submit(pilot, f":train {args} --eval-iters 3 --resume")
+        await _until(pilot, lambda: any("--eval-iters 3 (saved: 2)" in n for n in notices(app)))
+        assert app.train_stop is None
     request = parse_train_args(f"{args} --resume")
     p = prepare(request.config, resume=True)
     assert 3 <= p.start < 5000  # it goes on from where Esc stopped it
