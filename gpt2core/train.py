@@ -478,7 +478,8 @@ def _differs(out: Path, cfg: TrainConfig) -> bool:
 
 class _WriteErrors:
     """Turns a failed write (a full disk, a read-only directory) into one TrainError line;
-    the writer has already removed its temporaries, so the previous checkpoint stands."""
+    the writer has already removed its temporaries, so the previous checkpoint stands (and
+    if there is none yet, the line says so)."""
 
     def __init__(self, what: str, out: Path):
         self.what, self.out = what, out
@@ -489,9 +490,12 @@ class _WriteErrors:
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, UserError) or not isinstance(exc, OSError):
             return False
+        if rundir.has_state(self.out):
+            kept = f"the previous checkpoint in {self.out} is intact"
+        else:
+            kept = f"no checkpoint was saved yet (run it again to start over in {self.out})"
         raise TrainError(
-            f"cannot write {self.what}: {exc.strerror or exc}; stopped, the previous "
-            f"checkpoint in {self.out} is intact"
+            f"cannot write {self.what}: {exc.strerror or exc}; stopped, {kept}"
         ) from None
 
 

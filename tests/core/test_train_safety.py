@@ -232,6 +232,26 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays(
     assert result.iters == 4 and json.loads((out / "last" / RUN_NAME).read_text())["step"] == 4
 
 
+def test_a_disk_full_from_the_start_says_nothing_was_saved_and_the_run_restarts(
+    corpus, tmp_path, capsys, monkeypatch
+):
+    """It said "the previous checkpoint ... is intact" when there had never been one."""
+    out = tmp_path / "run"
+
+    def full(path, directory=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fsutil, "_fsync_path", full)
+    argv = [corpus, "--out", out, *TINY_ARGV]
+    rc, err = cli(argv, capsys)
+    assert rc == 2 and "No space left on device" in err, err
+    assert "no checkpoint was saved yet" in err and "intact" not in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.undo()
+    rc, err = cli(argv, capsys)  # the same command, once there is room: it starts over
+    assert rc == 0 and json.loads((out / "last" / RUN_NAME).read_text())["step"] == 4, err
+
+
 def test_a_full_disk_never_truncates_a_gpt2_tokenizer(tmp_path, gpt2_tokenizer, monkeypatch):
     gpt2_tokenizer.save(tmp_path)
     before = tree(tmp_path)
