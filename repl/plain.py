@@ -444,7 +444,9 @@ def run_plain(
     repl = PlainREPL(session)
     stdin = stdin or sys.stdin
     repl.start()
-    if not stdin.isatty():
+    if not (stdin.isatty() and repl._is_tty()):
+        # prompt_toolkit draws its prompt on stdout: into a file or a pipe it writes escape
+        # sequences between the replies, so a redirected session reads plain lines
         return repl.run_lines(decoded_lines(stdin))
 
     from prompt_toolkit import PromptSession

@@ -29,6 +29,24 @@ def run_script(lines, capsys, loader=None):
     return rc, out, err, session
 
 
+class Typed(Piped):
+    """Lines from a person at a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_typed_lines_with_stdout_in_a_file_read_as_plain_lines(capsys):
+    """`gpt2 chat > transcript.txt` at a terminal: prompt_toolkit drew its prompt into the
+    file (escape sequences between the replies) and read from the process' own stdin."""
+    session = Session(model="scratch", loader=FakeLoader(), history_path=False)
+    typed = Typed(":set max_new_tokens=3 greedy=true\nhello\n:nope\n")
+    assert run_plain(session=session, stdin=typed) == 0
+    out, err = capsys.readouterr()
+    assert session.turns[-1].prompt == "hello" and session.turns[-1].stats["new_tokens"] == 3
+    assert "\x1b" not in out and "unknown command" in err, (out, err)
+
+
 def test_bad_lines_are_reported_and_skipped(capsys, tmp_path):
     long_prompt = "word " * 3000  # far longer than the fake's 256-token context
     rc, out, err, session = run_script(
