@@ -194,10 +194,8 @@ class GPT2App(App):
                 "prompts run when it is ready; :help lists commands)"
             )
         )
-        from gpt2core.specs import parse_spec
-
         try:
-            self.session.wanted_model = str(parse_spec(self.session.requested))
+            self.session.wanted_model = self.session.key(self.session.requested)
         except user_errors():
             self.session.wanted_model = None  # the load reports the bad spec
         self.loads.request(self.session.requested, startup=True)
@@ -311,10 +309,8 @@ class GPT2App(App):
         return self.chat.add(kind(*args))
 
     def request_model(self, spec: str) -> None:
-        from gpt2core.specs import parse_spec
-
         try:
-            key = str(parse_spec(spec))
+            key = self.session.key(spec)
         except user_errors() as e:
             self.chat.add(NoticeLine(str(e), "error"))
             return

@@ -240,6 +240,17 @@ class History:
                 pass  # history is a convenience: a read-only home must not break the app
 
 
+def _real_directory(parsed) -> str | None:
+    """``kind:real path`` when a spec names an existing directory, else None."""
+    try:
+        path = Path(parsed.target).expanduser()
+        return (
+            f"{parsed.kind}:{os.path.realpath(path)}" if parsed.target and path.is_dir() else None
+        )
+    except (OSError, RuntimeError, ValueError):  # a NUL byte, a loop of links: not one
+        return None
+
+
 def _checkpoint_files(target: str) -> tuple | None:
     """What a checkpoint directory holds now: (name, size, mtime) per file, or None (no
     directory: a hub id, whose cached revision does not change under us). A model is
@@ -275,6 +286,7 @@ class Session:
         self.settings = Settings()
         self.models: dict[str, LanguageModel] = {}
         self._files: dict[str, tuple | None] = {}  # spec -> its directory's files when loaded
+        self._spellings: dict[str, str] = {}  # kind:real path of a directory -> its spec
         self.current: LanguageModel | None = None
         self.turns: list[Turn] = []
         self.last_scratch = "scratch"
@@ -512,26 +524,40 @@ class Session:
         return Reply(f"{len(ids)} tokens\n   #      id  piece\n" + "\n".join(rows))
 
     # -- models -------------------------------------------------------------------------
+    def key(self, spec: str) -> str:
+        """The name a model spec loads under: the parsed spec, or for a directory this
+        session has loaded before under another spelling (``runs/x/``, ``./runs/x``, an
+        absolute path, a link to it) that first spelling, so one checkpoint is never held
+        twice. Raises SpecError."""
+        from gpt2core.specs import parse_spec
+
+        parsed = parse_spec(spec)
+        real = _real_directory(parsed)
+        return self._spellings.get(real, str(parsed)) if real else str(parsed)
+
     def load(self, spec: str, activate: bool = True) -> LanguageModel:
         """Load (or reuse) a model; make it current unless ``activate`` is False (a front
         end that warms the model up first activates it later). Raises user errors."""
         from gpt2core.specs import parse_spec
 
-        parsed = parse_spec(spec)
-        key = str(parsed)
         with LOAD_LOCK:  # one load at a time, whichever thread asks
+            key = self.key(spec)
+            parsed = parse_spec(key)
             files = _checkpoint_files(parsed.target)
             lm = self.models.get(key)
             if lm is None or self._files.get(key) != files:  # new, or its files changed
                 lm = self.loader(key)
                 self.models[key] = lm
                 self._files[key] = files
+                real = _real_directory(parsed)
+                if real:
+                    self._spellings.setdefault(real, key)
         if activate:
             self.activate(lm)
         return lm
 
     def unchanged(self, key: str) -> bool:
-        """Whether the model loaded for ``key`` (a parsed spec) still matches its
+        """Whether the model loaded for ``key`` (from ``Session.key``) still matches its
         directory's files: ``load`` would reuse it."""
         from gpt2core.specs import parse_spec
 

@@ -503,6 +503,8 @@ async def test_model_again_on_the_current_directory_reloads_it_when_its_files_ch
         assert len(loads) == 1
         await command(f":model scratch:{ck}")
         assert len(loads) == 1 and "already using" in notices(app)[-1]
+        await command(f":model scratch:{ck}/../{ck.name}/")  # the same directory, spelled anew
+        assert len(loads) == 1 and f"already using scratch:{ck}" in notices(app)[-1]
         os.utime(ck / "model.safetensors", ns=(1, 1))
         await command(f":model scratch:{ck}")
         assert len(loads) == 2 and app.session.current is app.session.models[f"scratch:{ck}"]

@@ -213,3 +213,25 @@ def test_a_checkpoint_whose_files_changed_is_loaded_again(tmp_path):
     os.utime(ck / "model.safetensors", ns=(1, 1))  # same size, another mtime
     assert s.load(f"scratch:{ck}") is not second and len(loads) == 3
     assert s.load("scratch") is s.load("scratch") and len(loads) == 4  # no directory
+
+
+def test_one_directory_under_any_spelling_is_loaded_once(tmp_path, monkeypatch):
+    """`:model scratch:runs/x` then `:model scratch:./runs/x/` held the 124M weights twice
+    (another 500 MB) and warmed the second copy up from scratch."""
+    d = DirLoader(tmp_path)
+    ck, loads = d.dir, d.loads
+    (tmp_path / "link").symlink_to(ck)
+    monkeypatch.chdir(tmp_path)
+    s = Session(model="scratch", loader=d, history_path=False)
+    first = s.load(f"scratch:{ck}")
+    for spelling in (f"{ck}/", "./ck", "ck/../ck", "link", f" {tmp_path}//ck "):
+        assert s.key(f"scratch:{spelling}") == f"scratch:{ck}"
+        assert s.load(f"scratch:{spelling}") is first and s.current.name == f"scratch:{ck}"
+    assert loads == [f"scratch:{ck}"] and list(s.models) == [f"scratch:{ck}"]
+    other = tmp_path / "other"
+    other.mkdir()
+    assert s.load("scratch:other") is not first and loads[-1] == "scratch:other"
+    assert s.load(f"pretrained:{ck}") is not first  # the other kind is another model
+    (ck / "model.safetensors").write_bytes(b"new weights")  # changed: loaded again, once
+    assert s.load("scratch:./ck") is not first and loads[-1] == f"scratch:{ck}"
+    assert s.key("scratch:no/such/dir") == "scratch:no/such/dir"  # the loader says why
