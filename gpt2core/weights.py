@@ -442,8 +442,14 @@ def weights_file(directory: Path) -> Path:
     """The weights file a checkpoint loads from: model.safetensors first, as transformers
     picks it."""
     for name in (SAFETENSORS_NAME, TF_H5_NAME):
-        if (directory / name).is_file():
-            return directory / name
+        path = directory / name
+        if path.is_file():
+            try:  # the readers' own messages for a file we may not read are wrong: safetensors
+                with open(path, "rb"):  # says "No such file", h5py "not an HDF5 file"
+                    pass
+            except OSError as e:
+                raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+            return path
     raise CheckpointError(f"{directory}: no {SAFETENSORS_NAME} or {TF_H5_NAME} (no weights)")
 
 

@@ -89,6 +89,32 @@ def test_truncated_weights(kind, source, tmp_path, allocations):
 
 @both_formats
 @pytest.mark.parametrize("kind", KINDS)
+def test_weights_we_may_not_read_say_so(kind, source, tmp_path, monkeypatch):
+    """A weights file without read permission: safetensors said "No such file or directory"
+    and h5py "truncated or not an HDF5 file" (a hostile probe's find, as an unprivileged
+    user). Root reads any file: there the kernel's refusal is played by ``open``."""
+    import builtins
+    import errno
+    import os
+
+    from gpt2core import weights
+
+    src, name = source
+    d = variant(src, tmp_path)
+    (d / name).chmod(0)
+    if os.access(d / name, os.R_OK):
+
+        def refuse(path, *a, **k):
+            if str(path) == str(d / name):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return builtins.open(path, *a, **k)
+
+        monkeypatch.setattr(weights, "open", refuse, raising=False)
+    refused(f"{kind}:{d}", f"{d / name}: cannot read it (Permission denied)")
+
+
+@both_formats
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "change, match",
     [
