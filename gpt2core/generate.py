@@ -342,9 +342,10 @@ class ScratchDecoder:
       positions write junk rows after the prompt, which the causal mask hides and each
       new token overwrites before any query can see it. A one-token prompt runs as a
       step (``prompt_rows``), so it needs no compile of its own.
-    - Only the last real position goes through the head (the prefill's other T - 1
-      positions would cost a (T, V) matmul for nothing), and the head multiplies by wte
-      with ``transpose_b``, so no transposed copy of wte is kept.
+    - Only the last real position goes through the last block's attention output and MLP
+      and through the head (``_hidden_at``: the prefill's other T - 1 positions would cost
+      1/16 of its arithmetic at 124M and a (T, V) matmul for nothing), and the head
+      multiplies by wte with ``transpose_b``, so no transposed copy of wte is kept.
 
     ``traces`` counts Python traces of the compiled functions (1 after the first call; 2
     once a step has attended over the whole variables).
@@ -423,8 +424,9 @@ class ScratchDecoder:
             _, hidden, cache, attention, residuals = self.model.probe_with_cache(
                 token_ids, cache, index
             )
+            h = tf.gather(hidden, last, axis=1)  # (1, T, C) -> (1, C)
         else:
-            _, hidden, cache = self.model.call_with_cache(token_ids, cache, index)
+            h, cache = self._hidden_at(token_ids, cache, index, last)  # (1, C)
         start = tf.stack([0, 0, index, 0])
         size = [1, c.n_head, t, c.head_size]
         for variables, old, new in zip(self._kv, values, cache, strict=True):
@@ -434,7 +436,6 @@ class ScratchDecoder:
                     continue
                 rows = xla.dynamic_slice(after, start, size)  # (1, nh, T, hs): the new rows
                 var.assign(xla.dynamic_update_slice(before, rows, start))  # in place
-        h = tf.gather(hidden, last, axis=1)  # (1, T, C) -> (1, C)
         logits = tf.matmul(h, self.model.wte.embeddings, transpose_b=True)[0]  # (V,)
         if not probe:
             return logits
@@ -449,6 +450,20 @@ class ScratchDecoder:
         lens = tf.matmul(self.model.ln_f(res), self.model.wte.embeddings, transpose_b=True)
         top_p, top_i = tf.math.top_k(tf.nn.softmax(lens, axis=-1), k=LENS_TOP)  # (L, k) x 2
         return logits, att, top_i, top_p, grid
+
+    def _hidden_at(self, token_ids, cache, index, last):
+        """The model's ``call_with_cache`` up to ln_f, for the scored position only: every
+        block writes all T positions' keys and values into the cache, but the last block
+        computes its attention output and MLP for position ``last`` alone (at 124M the
+        other rows are 1/16 of a prefill's arithmetic, computed for nothing)."""
+        m = self.model
+        x = m._embed(token_ids, index)  # (1, T, C)
+        new_cache = []
+        for i, (block, layer_cache) in enumerate(zip(m.h, cache, strict=True)):
+            wanted = last if i == len(m.h) - 1 else None
+            x, layer_cache = block.call_with_cache(x, layer_cache, index, last=wanted)
+            new_cache.append(layer_cache)  # (k, v), each (1, nh, S, hs)
+        return m.ln_f(x)[:, 0], tuple(new_cache)  # (1, 1, C) -> (1, C); the updated cache
 
     def _window(self, size: int):
         from gpt2core._tf import tf

@@ -120,12 +120,13 @@ class CausalSelfAttention(keras.layers.Layer):
         mask = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0)  # (T, T) lower triangle
         return self._attend(q, k, v, mask, training)
 
-    def call_with_cache(self, x, cache, index, probe=None):
+    def call_with_cache(self, x, cache, index, probe=None, last=None):
         """x: (B, T, C), new positions index..index+T-1; cache: (k, v), each (B, nh, S, hs).
 
         The new keys and values are written into the cache at rows index..index+T-1, and
         the queries attend over all S rows: the mask hides rows after each query's own
-        position, which also hides rows not yet written."""
+        position, which also hides rows not yet written. With ``last`` (a scalar), only
+        that query attends: the result is (B, 1, C), the cache gets all T rows."""
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)  # (B, T, C) -> 3 x (B, T, C)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)  # 3 x (B, nh, T, hs)
         start = [0, 0, index, 0]
@@ -133,6 +134,9 @@ class CausalSelfAttention(keras.layers.Layer):
         v_all = keras.ops.slice_update(cache[1], start, v)  # (B, nh, S, hs)
         t, s = tf.shape(x)[1], tf.shape(k_all)[2]
         q_pos = index + tf.range(t)[:, None]  # (T, 1) absolute position of each query
+        if last is not None:
+            q = q[:, :, last : last + 1]  # (B, nh, T, hs) -> (B, nh, 1, hs)
+            q_pos = q_pos[last : last + 1]  # (T, 1) -> (1, 1)
         mask = tf.range(s)[None, :] <= q_pos  # (T, S): causal, and hides unwritten rows
         y = self._attend(q, k_all, v_all, mask, training=False, probe=probe)  # (B, T, C)
         return y, (k_all, v_all)
@@ -174,8 +178,13 @@ class Block(keras.layers.Layer):
         x = x + self.mlp(self.ln_2(x), training=training)  # (B, T, C)
         return x
 
-    def call_with_cache(self, x, cache, index, probe=None):
-        a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index, probe)  # (B, T, C)
+    def call_with_cache(self, x, cache, index, probe=None, last=None):
+        """The block over new positions against the cache; with ``last`` (a scalar), the
+        output of that position only, (B, 1, C), while the cache gets every position's keys
+        and values (a prefill's last block: the other T - 1 outputs would go unused)."""
+        a, cache = self.attn.call_with_cache(self.ln_1(x), cache, index, probe, last)  # (B, T, C)
+        if last is not None:
+            x = x[:, last : last + 1]  # (B, T, C) -> (B, 1, C)
         x = x + a  # (B, T, C)
         x = x + self.mlp(self.ln_2(x))  # (B, T, C)
         return x, cache

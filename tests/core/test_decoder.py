@@ -87,6 +87,26 @@ def test_step_logits_equal_full_forward_after_in_place_updates(pair, monkeypatch
     np.testing.assert_allclose(dec._kv[1][0].numpy()[:, :, :140], ref[1][0].numpy(), atol=1e-5)
 
 
+def test_prefill_scores_its_last_real_position_and_caches_every_position(pair):
+    """The prefill's last block computes its output for the scored position only (the
+    rows after it are padding, the rows before it unused); every block still writes every
+    position's keys and values. Prompts padded (5 -> 16, 17 -> 32, 300 -> 512) and not."""
+    import tensorflow as tf
+
+    from gpt2core.generate import ScratchDecoder
+
+    _, ours = pair
+    ids = np.random.RandomState(1).randint(0, 50257, 300).tolist()
+    full = ours(tf.constant([ids])).numpy()[0]  # (T, V)
+    _, _, ref = ours.call_with_cache(tf.constant([ids]), ours.init_cache(1, 300), 0)
+    for n in (2, 5, 16, 17, 300):
+        dec = ScratchDecoder(ours)
+        np.testing.assert_allclose(dec.prefill(ids[:n]), full[n - 1], atol=1e-5)
+        for (k, v), (k_ref, v_ref) in zip(dec._kv, ref, strict=True):
+            np.testing.assert_allclose(k.numpy()[:, :, :n], k_ref.numpy()[:, :, :n], atol=1e-5)
+            np.testing.assert_allclose(v.numpy()[:, :, :n], v_ref.numpy()[:, :, :n], atol=1e-5)
+
+
 @pytest.mark.parametrize("window", [64, 1024, "whole"])
 def test_step_updates_the_cache_without_copying_it(pair, window):
     """XLA must update the cache variables in place: no copy instruction of a whole
