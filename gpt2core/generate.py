@@ -105,6 +105,12 @@ class LanguageModel:
             lock = self.__dict__.setdefault("_busy", threading.RLock())
         return lock
 
+    # How many runs have written into the backend's cache (prefills, steps, compiles).
+    # Step mode keeps a half-done turn's rows there between key presses without the lock:
+    # when this count moves while it is not looking, something else (a background
+    # compile, :inspect) wrote over them, and it runs its positions again (stepping.py).
+    cache_writes = 0
+
     # backend hooks ---------------------------------------------------------------------
     # Each runs the model and returns the logits for the next position (V,) and, when
     # ``probes`` (a subset of PROBES) asks for any, what it computed for them (else None).
@@ -362,6 +368,7 @@ class ScratchDecoder:
         self.model = model
         self.config = model.config
         self.traces = 0
+        self.writes = 0  # runs that wrote into the cache (LanguageModel.cache_writes)
         self.index = 0  # cache rows written so far = position of the next token
         self._kv = None  # made on first use: n_layer x (k, v) variables
         self._windows: dict[int, object] = {}  # window size -> (S,) int32 constant
@@ -479,6 +486,7 @@ class ScratchDecoder:
         from gpt2core._tf import tf
 
         self._variables()
+        self.writes += 1
         n = self.config.n_positions
         size = bucket(index + len(ids), self.MIN_CACHE, n)
         if index + len(ids) > size:
@@ -549,8 +557,9 @@ class ScratchDecoder:
     def compile(self, prompt_lengths=(), windows=()) -> None:
         """Compile the prefill shapes for these prompt lengths and the step shapes for
         these window sizes now, skipping shapes already compiled (the cache contents are
-        scratch afterwards)."""
+        scratch afterwards, and ``writes`` says so; with nothing to compile, untouched)."""
         n = self.config.n_positions
+        writes = self.writes
         for length in prompt_lengths:
             padded = self.prompt_rows(length)
             if (padded, bucket(padded, self.MIN_CACHE, n)) not in self.compiled:
@@ -559,7 +568,8 @@ class ScratchDecoder:
             size = bucket(size, self.MIN_CACHE, n)
             if (1, size) not in self.compiled:
                 self.run([0], size - 1, 0)
-        self.index = 0
+        if self.writes != writes:
+            self.index = 0
 
 
 class ScratchLM(LanguageModel):
@@ -575,6 +585,10 @@ class ScratchLM(LanguageModel):
         self.decoder = ScratchDecoder(model)
 
     PROBES = ScratchDecoder.PROBES
+
+    @property
+    def cache_writes(self) -> int:
+        return self.decoder.writes
 
     def _prefill(self, ids, capacity, probes=frozenset()):
         logits = self.decoder.prefill(ids, capacity, probes)
@@ -745,6 +759,7 @@ class PretrainedLM(LanguageModel):
         from gpt2core._tf import tf
 
         n = self.n_positions
+        self.cache_writes += 1
         self._grow(bucket(self.index + len(ids), self.MIN_PAST, n))
         logits, self._past = self._fn(
             tf.constant([ids], tf.int32),
@@ -760,6 +775,7 @@ class PretrainedLM(LanguageModel):
     def _run_eager(self, ids):
         from gpt2core._tf import tf
 
+        self.cache_writes += 1
         out = self.model(
             input_ids=tf.constant([ids], tf.int32), past_key_values=self._past, use_cache=True
         )

@@ -56,7 +56,10 @@ class Branch:
 
 class Stepper:
     """One turn in step mode. Each call holds the model's lock only while it runs, so the
-    front end must not start another generation on this model until ``finish``."""
+    front end must not start another generation on this model until ``finish``. Other
+    users of the model's cache between two calls (the app's background compiles, an
+    ``:inspect``) are noticed (``LanguageModel.cache_writes``): the next call runs this
+    turn's positions again before it steps, so what it shows never depends on them."""
 
     def __init__(self, lm: LanguageModel, prompt: str, settings: Settings, pipeline=False):
         self.lm, self.settings, self.pipeline = lm, settings, pipeline
@@ -67,6 +70,7 @@ class Stepper:
             ids, self.dropped = lm.prepare_prompt(prompt, settings)
             self.input_ids = list(ids)
             logits, _ = lm._prefill(list(ids), min(lm.n_positions, len(ids) + 1))
+            self._writes = lm.cache_writes  # the count after this turn's own last write
         self.tokens: list[StepRecord] = []
         self.branches: list[Branch] = []  # continuations left by stepping back
         self._undone: list[StepRecord] = []  # tokens stepped back over, newest first
@@ -125,7 +129,9 @@ class Stepper:
         self._stack.pop()
         self._undone.append(record)
         with self.lm.busy:
-            self.lm._rewind(len(self.output_ids))
+            if self._cache_still_ours(self.output_ids):  # else it ran them again: no rows to drop
+                self.lm._rewind(len(self.output_ids))
+            self._writes = self.lm.cache_writes
         self.sampler.rng.bit_generator.state = copy.deepcopy(self._stack[-1].rng_state)
         # the proposal is drawn again from the restored state: the same one as before
         self._stack[-1] = self._position(self._stack[-1].logits)
@@ -188,8 +194,19 @@ class Stepper:
             else:  # a different choice here: the old continuation becomes a branch
                 self.branches.append(Branch(list(self.tokens) + self._undone[::-1]))
                 self._undone = []
-        self.tokens.append(record)
         with self.lm.busy:
+            self._cache_still_ours(self.output_ids)
             next_logits, _ = self.lm._step(token)
+            self._writes = self.lm.cache_writes
+        self.tokens.append(record)
         self._stack.append(self._position(np.asarray(next_logits)))
         return record
+
+    def _cache_still_ours(self, ids: list[int]) -> bool:
+        """With the model's lock held: if anything else wrote into its cache since this
+        turn's last call, run ``ids`` (this turn's positions so far) into it again and
+        return False; True when the cache is as this turn left it."""
+        if self.lm.cache_writes == self._writes:
+            return True
+        self.lm._prefill(list(ids), min(self.lm.n_positions, len(ids) + 1))
+        return False

@@ -70,3 +70,65 @@ def test_force_records_and_branches(lm):
         st2.undo()
     summary = st.finish()
     assert summary.output_ids == st.output_ids and summary.new_tokens == 2
+
+
+def _foreign_writes(lm):
+    """What may run on the model between two key presses of a step turn, each writing
+    over the turn's cache rows: the app's background compile of a shape (scratch), and an
+    :inspect of another prompt (a whole generation of its own)."""
+    from gpt2core.inspect import inspect
+
+    if lm.background_shapes():
+        yield lambda: lm.compile_shape(lm.background_shapes()[0])  # a shape not compiled yet
+    yield lambda: inspect(lm, "A completely different prompt about ships and the sea")
+
+
+def test_what_runs_between_key_presses_never_changes_the_turn(lm):
+    """A hostile probe's find: a step turn opened while the app was compiling shapes in
+    the background went on from a cache the compile had reset (' t he the th' instead of
+    ' the the the'), and an :inspect typed mid-turn changed the probabilities shown."""
+    s = Settings(max_new_tokens=12, temperature=1.3, top_k=0, seed=5, stop_at_eos=False)
+    quiet = Stepper(lm, PROMPT, s)
+    for _ in range(6):
+        quiet.accept()
+    quiet.undo()
+    quiet.accept()
+    for foreign in _foreign_writes(lm):
+
+        def write(foreign=foreign):
+            before = lm.cache_writes
+            foreign()
+            assert lm.cache_writes > before  # it did write over the turn's rows
+
+        st = Stepper(lm, PROMPT, s)
+        write()  # before the first step
+        st.accept()
+        st.accept()
+        write()  # between steps
+        st.accept()
+        st.accept()
+        st.accept()
+        st.accept()
+        write()  # before an undo
+        st.undo()
+        st.accept()
+        assert st.output_ids == quiet.output_ids
+        np.testing.assert_allclose(
+            [r.prob for r in st.tokens], [r.prob for r in quiet.tokens], rtol=1e-4
+        )
+        np.testing.assert_allclose(st._stack[-1].logits, quiet._stack[-1].logits, atol=1e-4)
+
+
+def test_a_compile_with_nothing_to_do_leaves_a_turn_alone(lm):
+    """The scratch decoder's compile() reset the write index even when every shape was
+    compiled already, so a turn went on writing at row 0 without anything noticing."""
+    s = Settings(greedy=True, stop_at_eos=False)
+    st = Stepper(lm, PROMPT, s)
+    st.accept()
+    writes = lm.cache_writes
+    lm.compile_for(PROMPT, Settings(max_new_tokens=4))  # compiled already by the turn
+    if lm.kind == "scratch":  # (transformers' backend warms up again: a write, noticed)
+        assert lm.cache_writes == writes
+    st.accept()
+    fresh = Stepper(lm, lm.tokenizer.decode(st.output_ids), s)
+    np.testing.assert_allclose(st._stack[-1].logits, fresh._stack[-1].logits, atol=1e-5)
