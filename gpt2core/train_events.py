@@ -48,6 +48,13 @@ class TrainResult:
     strategy: str = "default"
     is_chief: bool = True  # False: a multi-worker run's other worker, which wrote nothing
 
+    @property
+    def model_dir(self) -> str:
+        """The checkpoint to chat with: ``out`` (the best evaluated weights) after a run
+        that finished; ``out/last`` (the weights at the step it stopped) after one that was
+        stopped, whose best evaluation may be its untrained start."""
+        return f"{self.out}/last" if self.interrupted else self.out
+
 
 @dataclass(frozen=True)
 class TrainStarted:

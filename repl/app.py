@@ -513,7 +513,7 @@ class GPT2App(App):
             self.train_stop = None
             how = (f"stopped at iter {r.iters}, saved {r.out}/last" if r.interrupted
                    else f"done: {r.iters} iters, val loss {r.val_loss:.4f}")  # fmt: skip
-            self.chat.add(NoticeLine(f"training {how}. Chat with it: :model scratch:{r.out}"))
+            self.chat.add(NoticeLine(f"training {how}. Chat with it: :model scratch:{r.model_dir}"))
         self.panel.state.version += 1
         self.panel.render_panel(layout=not isinstance(e, TrainStep))
         self.refresh_status()

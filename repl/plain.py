@@ -196,7 +196,7 @@ class PlainREPL:
                      f"(:train ... --resume goes on)")  # fmt: skip
         else:
             self.say(f"done: {result.iters} iters, val loss {result.val_loss:.4f}")
-        self.say(f"chat with it: :model scratch:{result.out}")
+        self.say(f"chat with it: :model scratch:{result.model_dir}")
 
     @contextlib.contextmanager
     def _term_stops(self):

@@ -187,6 +187,8 @@ def main_from_args(args) -> int:
                 safe(f"{why}: stopped at iter {result.iters}, {saved}; continue with {resume_cmd}"),
                 file=err,
             )
+            if result.is_chief:
+                print(safe(f"chat with it: gpt2 chat --model scratch:{result.model_dir}"), file=err)
         elif not result.is_chief:
             print(
                 f"worker done: {result.iters} iters, val loss {result.val_loss:.4f}; "
@@ -203,7 +205,7 @@ def main_from_args(args) -> int:
             if result.sample:
                 # a model trained on a corpus with escape bytes writes escape bytes
                 print(f"sample:\n{safe(result.sample)}\n", file=err)
-            print(safe(f"chat with it: gpt2 chat --model scratch:{result.out}"), file=err)
+            print(safe(f"chat with it: gpt2 chat --model scratch:{result.model_dir}"), file=err)
         if args.json:
             print(json_line(_summary(result)))
     except OSError:  # no terminal left to tell (SIGHUP); the checkpoint is saved

@@ -108,6 +108,8 @@ def test_sigterm_and_two_quick_sigints_save_last_and_resume(corpus, tmp_path):
     text = output(proc)
     step = saved_step(out)
     assert step is not None and step >= 10 and f"SIGTERM: stopped at iter {step}" in text, text
+    # the weights it stopped with, not out/'s best evaluation (here the untrained step 0)
+    assert f"chat with it: gpt2 chat --model scratch:{out}/last" in text, text
     assert "Traceback" not in text
     assert_loads(out)
 

@@ -62,6 +62,7 @@ async def test_esc_stops_a_run_saves_last_and_it_resumes(tmp_path):
         await _until(pilot, lambda: app.train_stop is None)
         assert panel.state.train.state == "stopped"
         assert any("stopped at iter" in n and "saved" in n for n in notices(app))
+        assert f":model scratch:{out}/last" in " ".join(notices(app)).replace("\n", "")
         # resumed with a setting the saved run does not have: one line, nothing started
         await submit(pilot, f":train {args} --eval-iters 3 --resume")
         await _until(pilot, lambda: any("--eval-iters 3 (saved: 2)" in n for n in notices(app)))
