@@ -125,13 +125,14 @@ class Stepper:
         return record
 
     def _undo(self) -> StepRecord:
+        kept = self.output_ids[:-1]
+        with self.lm.busy:  # the backend first: if it fails, the turn is as it was
+            if self._cache_still_ours(kept):  # else it ran them again: no rows to drop
+                self.lm._rewind(len(kept))
+            self._writes = self.lm.cache_writes
         record = self.tokens.pop()
         self._stack.pop()
         self._undone.append(record)
-        with self.lm.busy:
-            if self._cache_still_ours(self.output_ids):  # else it ran them again: no rows to drop
-                self.lm._rewind(len(self.output_ids))
-            self._writes = self.lm.cache_writes
         self.sampler.rng.bit_generator.state = copy.deepcopy(self._stack[-1].rng_state)
         # the proposal is drawn again from the restored state: the same one as before
         self._stack[-1] = self._position(self._stack[-1].logits)
@@ -188,16 +189,16 @@ class Stepper:
         probs /= probs.sum()
         rank = 1 + int((logits > logits[token]).sum())
         record = StepRecord(token, forced, float(probs[token]), rank)
+        with self.lm.busy:  # the backend first: if it fails, the turn is as it was
+            self._cache_still_ours(self.output_ids)
+            next_logits, _ = self.lm._step(token)
+            self._writes = self.lm.cache_writes
         if branch and self._undone:
             if self._undone[-1].token_id == token:  # walking the old path again
                 self._undone.pop()
             else:  # a different choice here: the old continuation becomes a branch
                 self.branches.append(Branch(list(self.tokens) + self._undone[::-1]))
                 self._undone = []
-        with self.lm.busy:
-            self._cache_still_ours(self.output_ids)
-            next_logits, _ = self.lm._step(token)
-            self._writes = self.lm.cache_writes
         self.tokens.append(record)
         self._stack.append(self._position(np.asarray(next_logits)))
         return record
@@ -208,5 +209,6 @@ class Stepper:
         return False; True when the cache is as this turn left it."""
         if self.lm.cache_writes == self._writes:
             return True
+        self._writes = -1  # if this fails, the next call tries again
         self.lm._prefill(list(ids), min(self.lm.n_positions, len(ids) + 1))
         return False

@@ -154,6 +154,9 @@ class GPT2App(App):
         self._cursor_blink = cursor_blink
         self._compiling = 0
         self.train_stop: threading.Event | None = None  # set: the run in the app stops
+        self._turn_started = 0.0  # when the running turn started (monotonic)
+        self._last_stop_key = -1e9  # when Esc or Ctrl-C was last pressed
+        self._train_stop_asked = -1e9  # when Esc last asked to confirm stopping training
         self.stepper = None  # the open step-mode turn, if any
         self._step_turn: tuple[ChatTurn, str] | None = None  # its widget and prompt
         # where the running :compare or :step shows what it adds later (its progress, its
@@ -363,6 +366,7 @@ class GPT2App(App):
             return
         self.queue.popleft()
         self.generating = True
+        self._turn_started = time.monotonic()
         self.cancel = threading.Event()
         if isinstance(action, Compare):
             self._anchor = self.chat.place(widget, NoticeLine(
@@ -547,6 +551,10 @@ class GPT2App(App):
                 self.post_message(StepUpdate(st))
             except StepError as e:
                 self.post_message(StepUpdate(st, str(e)))
+            except Exception as e:  # noqa: BLE001 - a backend's failure: the turn stays open
+                self.session.log_error(f"step {op}", traceback.format_exc())
+                why = f"step {op} failed ({type(e).__name__}: {e}); nothing changed"
+                self.post_message(StepUpdate(st, why))
 
     @on(StepUpdate)
     def step_update(self, message: StepUpdate) -> None:
@@ -794,15 +802,35 @@ class GPT2App(App):
         self._next_queued()
 
     # -- actions -------------------------------------------------------------------------
+    STOP_REPEAT_S = 0.5  # a stop key this soon after the last one is that press, repeated
+    TRAIN_CONFIRM_S = 3.0  # Esc stops a training run if pressed twice within this
+
+    def _repeated_stop(self) -> bool:
+        """Whether this Esc/Ctrl-C repeats the last one onto a turn that started after it:
+        a double tap stopped the turn it meant, and the queued turn that started next."""
+        now = time.monotonic()
+        last, self._last_stop_key = self._last_stop_key, now
+        return now - last < self.STOP_REPEAT_S and self._turn_started > last
+
     def action_stop(self) -> None:
+        if self._repeated_stop():
+            return
         if self.stepper is not None:
             self._finish_step()
         elif self.generating:
             self.cancel.set()
         elif self.train_stop is not None and not self.train_stop.is_set():
-            self.dispatch(TrainStop())
+            # a run may be long: an Esc meant for a reply that has just ended must not stop it
+            now = time.monotonic()
+            if now - self._train_stop_asked < self.TRAIN_CONFIRM_S:
+                self.dispatch(TrainStop())
+            else:
+                self._train_stop_asked = now
+                self.chat.add(NoticeLine("Esc again stops the training run (it saves last/)"))
 
     def action_interrupt(self) -> None:
+        if self._repeated_stop():
+            return
         if self.stepper is not None:
             self._finish_step()  # as Esc: the step-mode turn ends, its tokens kept
         elif self.generating and not self.cancel.is_set():

@@ -419,3 +419,38 @@ async def test_a_step_that_dies_leaves_no_place_behind_for_later_errors():
         assert isinstance(last, NoticeLine) and "boom inside the model" in text_of(last)
         assert list(app.chat.children)[-2] is list(app.query(ChatTurn))[-1]  # "two"'s turn
         assert app.is_running
+
+
+@pytest.mark.parametrize("key", ["escape", "ctrl+c"])
+async def test_a_double_tapped_stop_key_stops_its_turn_and_spares_the_next(key):
+    """A hostile probe's find: the second press of a quick Esc-Esc (or Ctrl-C Ctrl-C)
+    landed after the queued prompt had started, and stopped that one too ("[stopped]"
+    after about 20 tokens). A repeat within STOP_REPEAT_S onto a turn that started after
+    the first press is the same press: the turn it meant stops, the next one runs."""
+    lm = FakeLM("slow", delay=0.01)
+    app = make_app(model="scratch:slow", loader=FakeLoader(models={"scratch:slow": lm}),
+                   history_path=False)  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.session.settings = app.session.settings.updated(max_new_tokens=60, greedy=True)
+        box = app.query_one(PromptInput)
+        for line in ("first", "second"):  # typed at once: the second waits in the queue
+            box.value = line
+            box.submit()
+            await pilot.pause()
+        await until(pilot, lambda: app.generating and len(app.query(ChatTurn)[0].completion) > 3)
+        assert len(app.queue) == 1
+        await pilot.press(key)
+        tapped = time.monotonic()
+        await until(pilot, lambda: app.query(ChatTurn)[1].state == "generating")
+        assert time.monotonic() - tapped < app.STOP_REPEAT_S  # the second tap's window
+        await pilot.press(key)  # the second tap of the double tap
+        await settle(app, pilot)
+        first, second = app.query(ChatTurn)
+        assert first.state == "stopped" and second.state == "done", (first.state, second.state)
+        assert app.session.turns[-1].stats["new_tokens"] == 60 and app.is_running
+        await pilot.pause(app.STOP_REPEAT_S)
+        await pilot.press(key)  # a press of its own: Esc does nothing, Ctrl-C quits
+        await pilot.pause()
+        assert app.is_running == (key == "escape")
+

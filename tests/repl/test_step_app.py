@@ -160,3 +160,39 @@ async def test_a_step_turn_that_cannot_start_is_marked_failed():
         await pilot.press("escape")
         await settle(app, pilot)
         assert [w.state for w in app.query(ChatTurn)] == ["failed", "done"]
+
+
+async def test_a_backend_failing_a_step_key_leaves_the_turn_open_and_whole():
+    """A hostile probe's find: a step key whose backend raised anything but StepError (the
+    fake's missing step-back here) ended "generating" with the turn still open: a queued
+    prompt ran mid-turn, a second :step opened over the first, and Esc then saved the
+    first turn's tokens under the second's prompt."""
+    app = make_app(model="scratch:a", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set greedy=true max_new_tokens=5")
+        await submit(pilot, ":step hello")
+        await until(pilot, lambda: app.stepper is not None)
+        first = app.stepper
+        await pilot.press("enter")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(first.tokens) == 2)
+        await submit(pilot, "queued prompt")  # waits behind the open turn
+        await submit(pilot, ":step second")
+        await pilot.press("backspace")  # FakeLM cannot step back: NotImplementedError
+        await until(pilot, lambda: any("step undo failed" in n for n in notices(app)))
+        assert "nothing changed" in notices(app)[-1]
+        assert app.stepper is first and app.generating and len(app.queue) == 2
+        assert len(first.tokens) == 2 and first.proposal is first._stack[-1].proposal
+        await pilot.press("enter")  # the turn goes on where it was
+        await until(pilot, lambda: len(first.tokens) == 3)
+        await pilot.press("escape")  # ends it; then the queue runs, in order
+        await until(pilot, lambda: len(app.session.turns) == 2 and app.stepper is not None)
+        turn = app.session.turns[0]
+        assert turn.kind == "step" and turn.prompt == "hello" and len(turn.tokens) == 3
+        assert app.session.turns[1].prompt == "queued prompt"
+        assert app._step_turn[1] == "second"
+        await pilot.pause(app.STOP_REPEAT_S)  # sooner, it is the first Esc's double tap
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert [w.state for w in app.query(ChatTurn)] == ["done", "done", "done"]

@@ -58,6 +58,11 @@ async def test_esc_stops_a_run_saves_last_and_it_resumes(tmp_path):
             box.submit()
             await pilot.pause()
         await _until(pilot, lambda: app.session.turns)
+        # one Esc (meant, say, for a reply that has just ended) only asks: a run may be long
+        await pilot.press("escape")
+        assert "Esc again stops the training run" in notices(app)[-1]
+        await pilot.pause(app.STOP_REPEAT_S)
+        assert app.train_stop is not None and not app.train_stop.is_set()
         await pilot.press("escape")
         await _until(pilot, lambda: app.train_stop is None)
         assert panel.state.train.state == "stopped"
