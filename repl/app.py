@@ -93,6 +93,10 @@ class NoWaitExecutor(ThreadPoolExecutor):
 class GPT2App(App):
     CSS_PATH = "app.tcss"
     TITLE = "gpt2"
+    # Below NARROW columns the panel (at least 32 wide) left the chat a few columns, or
+    # none: it starts hidden there (F2 still shows it). The class goes on the screen.
+    NARROW = 72
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="stop"),
         Binding("ctrl+c", "interrupt", "Stop / Quit", priority=True, id="interrupt"),
@@ -245,7 +249,10 @@ class GPT2App(App):
     @on(PromptInput.Submitted)
     def submitted(self, event: PromptInput.Submitted) -> None:
         event.input.reset_history()
-        line = event.value
+        self.run_line(event.value)
+
+    def run_line(self, line: str) -> None:
+        """A line typed, or a command picked from the palette."""
         if (self.generating or self.queue) and self.session.reads_last_turn(line):
             # :again (or :step, :inspect alone) acts on the last turn: not the one before
             # what is running or queued now, so it takes its place in the queue
@@ -932,7 +939,7 @@ class GPT2App(App):
             prompt.value = f":{spec.name} "
             prompt.focus()
         else:
-            self.dispatch(self.session.handle(f":{spec.name}"))
+            self.run_line(f":{spec.name}")  # as if typed: :again waits for what runs
 
 
 def make_app(model: str = "pretrained", loader: Loader | None = None, **kwargs) -> GPT2App:

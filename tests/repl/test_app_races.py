@@ -454,3 +454,22 @@ async def test_a_double_tapped_stop_key_stops_its_turn_and_spares_the_next(key):
         await pilot.pause()
         assert app.is_running == (key == "escape")
 
+
+async def test_again_picked_from_the_palette_waits_like_a_typed_one():
+    """The palette's :again ran at once: picked while 'second' streamed, it reran 'first'
+    (prompts in order: first, second, first). It takes its place in the queue now."""
+    lm = FakeLM("slow", delay=0.01)
+    app = make_app(model="scratch:slow", loader=FakeLoader(models={"scratch:slow": lm}),
+                   history_path=False)  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=5")
+        await submit(pilot, "first")
+        await settle(app, pilot)
+        await submit(pilot, ":set max_new_tokens=60")
+        await submit(pilot, "second")
+        await until(pilot, lambda: app.generating)
+        [again] = [c for c in app.get_system_commands(app.screen) if c.title == ":again"]
+        again.callback()
+        await settle(app, pilot)
+        assert [w.prompt for w in app.query(ChatTurn)] == ["first", "second", "second"]
