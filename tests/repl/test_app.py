@@ -508,3 +508,27 @@ async def test_model_again_on_the_current_directory_reloads_it_when_its_files_ch
         os.utime(ck / "model.safetensors", ns=(1, 1))
         await command(f":model scratch:{ck}")
         assert len(loads) == 2 and app.session.current is app.session.models[f"scratch:{ck}"]
+
+
+async def test_a_narrow_terminal_starts_with_the_panel_hidden_and_f2_shows_it():
+    """At 30 columns the chat was 0 wide (the panel is at least 32), at 40 it was 6: a
+    reply was invisible until F2 (a hostile probe's find)."""
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=(40, 20)) as pilot:
+        await settle(app, pilot)
+        await submit(pilot, "hi")
+        await settle(app, pilot)
+        assert not app.panel.display and app.chat.size.width >= 36
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.panel.display and app.panel.size.width > 0
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert app.panel.display and app.chat.size.width > 50
+    app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert app.panel.display
+        await pilot.resize_terminal(50, 30)  # shrunk: the chat keeps the room
+        await pilot.pause()
+        assert not app.panel.display and app.chat.size.width >= 46
