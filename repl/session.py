@@ -21,7 +21,7 @@ from gpt2core.errors import UserError
 from gpt2core.generate import Event, GenerationSummary, LanguageModel, TokenEvent
 from gpt2core.sampling import USER_SETTINGS, Settings, SettingsError
 from repl.commands import BY_NAME, help_text
-from repl.terminal import safe, strip_controls
+from repl.terminal import inline, safe, strip_controls
 
 Loader = Callable[[str], LanguageModel]
 # Every model load, on any thread, holds this: TensorFlow and transformers then import
@@ -520,7 +520,7 @@ class Session:
             ids = tok.encode(text)
         except user_errors() as e:
             return Reply(str(e), "error")
-        rows = [f"{n:>4}  {i:>6}  '{printable(piece(tok, i))}'" for n, i in enumerate(ids)]
+        rows = [f"{n:>4}  {i:>6}  '{inline(piece(tok, i))}'" for n, i in enumerate(ids)]
         return Reply(f"{len(ids)} tokens\n   #      id  piece\n" + "\n".join(rows))
 
     # -- models -------------------------------------------------------------------------
@@ -628,7 +628,7 @@ class Session:
         from gpt2core.specs import parse_spec
 
         settings = self._turn_settings()
-        summaries = []
+        runs = []
         for spec in (str(parse_spec(self.last_scratch)), str(parse_spec(self.last_pretrained))):
             if on_progress:
                 on_progress(
@@ -637,10 +637,10 @@ class Session:
                     else f"compare: running {spec}..."
                 )
             lm = self.load(spec, activate=False)
-            summary = lm.generate(prompt, settings, cancel=cancel)
-            summaries.append(summary)
-            self._record(lm, prompt, settings, summary)
-        left, right = summaries
+            runs.append((lm, lm.generate(prompt, settings, cancel=cancel)))
+        for lm, summary in runs:  # both or neither: a compare whose second model failed
+            self._record(lm, prompt, settings, summary)  # showed only its error
+        (_, left), (_, right) = runs
         a = left.output_ids[len(left.input_ids) :]
         b = right.output_ids[len(right.input_ids) :]
         diff = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)

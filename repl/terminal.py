@@ -34,6 +34,13 @@ def safe(text: str) -> str:
     return _DANGEROUS_RE.sub(lambda m: _shown(m.group()), text)
 
 
+def inline(text: str) -> str:
+    """``safe`` for text shown inside one line (a token in a table or a label): newlines
+    and tabs shown as ``\\n`` and ``\\t`` too, so a newline token does not break its row and a
+    tab token is not mistaken for spaces."""
+    return safe(text).replace("\n", "\\n").replace("\t", "\\t")
+
+
 def strip_controls(text: str) -> str:
     """``text`` without the controls ``safe`` would show (for what a person typed)."""
     return _DANGEROUS_RE.sub("", text)

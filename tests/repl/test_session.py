@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gpt2core.generate import GenerationSummary
+from gpt2core.weights import CheckpointError
 from repl.session import (
     Clear,
     Compare,
@@ -137,6 +138,16 @@ def test_compare_marks_first_difference(tmp_path):
     assert len(s.turns) == 2
 
 
+def test_a_compare_whose_second_model_fails_records_no_turn():
+    """Its first model's reply was recorded though the person saw only the error: :save
+    wrote it and :again ran it again (a hostile probe's find)."""
+    s = Session(loader=FakeLoader(fail={"pretrained:gpt2"}), history_path=False)
+    s.load("scratch")
+    with pytest.raises(CheckpointError):
+        s.run_compare("x")
+    assert s.turns == []
+
+
 def test_odd_text_is_made_safe():
     assert clean_input("a\x1b[31mb\x07c\x00") == "a[31mbc"
     assert printable("x\x1by\rz") == "x\\x1by\\x0dz"
@@ -235,3 +246,17 @@ def test_one_directory_under_any_spelling_is_loaded_once(tmp_path, monkeypatch):
     (ck / "model.safetensors").write_bytes(b"new weights")  # changed: loaded again, once
     assert s.load("scratch:./ck") is not first and loads[-1] == f"scratch:{ck}"
     assert s.key("scratch:no/such/dir") == "scratch:no/such/dir"  # the loader says why
+
+
+def test_tokens_table_keeps_one_row_per_token(gpt2_tokenizer):
+    """A newline token broke its row (the closing quote on the next line) and a tab token
+    read as spaces; the panel's views showed them as \\n. Both now show \\n and \\t."""
+    lm = FakeLM("scratch", tokenizer=gpt2_tokenizer)
+    s = Session(loader=FakeLoader(models={"scratch": lm}), history_path=False)
+    s.load("scratch")
+    ids = gpt2_tokenizer.encode("a\nb\tc")
+    r = s.handle(":tokens a\nb\tc")
+    lines = r.text.splitlines()
+    assert lines[0] == f"{len(ids)} tokens" and len(lines) == 2 + len(ids), lines
+    shown = "".join(line.split("'", 1)[1][:-1] for line in lines[2:])
+    assert shown == "a\\nb\\tc" and "\t" not in r.text

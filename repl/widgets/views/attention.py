@@ -9,7 +9,7 @@ from rich.text import Text
 
 from gpt2core.tokenizer import piece
 from repl.attention_grid import INTRO, cell_width, grid_rows, header, margin, shade
-from repl.terminal import safe
+from repl.terminal import inline
 from repl.widgets.views.base import PanelView, TurnState
 
 
@@ -57,7 +57,7 @@ class AttentionView(PanelView):
         label_w = 16 if width >= 48 else 8  # a narrow panel keeps each entry on one line
         bar_w = max(1, min(20, width - (4 + 1 + label_w + 1 + 6 + 1)))
         for i in order:
-            label = safe(piece(s.tokenizer, ids[i])).replace("\n", "\\n") if i < len(ids) else "?"
+            label = inline(piece(s.tokenizer, ids[i])) if i < len(ids) else "?"
             label = repr(label[: label_w - 2])
             bar = "█" * max(1, round(float(row[i]) * bar_w))
             t.append(f"{i:>4} {label:<{label_w}} {float(row[i]):6.1%} ")

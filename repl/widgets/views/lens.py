@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from gpt2core.tokenizer import piece
-from repl.terminal import safe
+from repl.terminal import inline
 from repl.widgets.views.base import PanelView, TurnState
 
 
@@ -27,7 +27,7 @@ class LensView(PanelView):
             mark = "◀ first" if i == first else ""
             t.append(f"{i + 1:>5}  ", style="cyan")
             for token_id, p in row[:3]:
-                label = safe(piece(s.tokenizer, token_id)).replace("\n", "\\n")[:10]
+                label = inline(piece(s.tokenizer, token_id))[:10]
                 style = "bold green" if token_id == final else ""
                 t.append(f"{label!r} {p:.0%}  ", style=style)
             t.append(mark + "\n", style="yellow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from gpt2core.tokenizer import piece
-from repl.terminal import safe
+from repl.terminal import inline
 from repl.widgets.views.base import PanelView, TurnState
 
 COLOURS = ("on #3b4261", "on #2d4f3c", "on #5a3d2b", "on #4b3560")
@@ -27,7 +27,7 @@ class TokensView(PanelView):
         for i in range(start, len(ids)):
             if i == n_prompt:
                 t.append("\n── reply ──\n", style="dim")
-            text = safe(piece(s.tokenizer, ids[i])).replace("\n", "\\n")
+            text = inline(piece(s.tokenizer, ids[i]))
             style = COLOURS[i % len(COLOURS)] + (" bold" if i >= n_prompt else "")
             t.append(text or "∅", style=style)
             t.append(f"{ids[i]}", style="dim cyan")
