@@ -6,7 +6,7 @@ from repl.widgets import PromptInput, SidePanel
 from repl.widgets.views import TrainingView
 from tests.conftest import SHAKESPEARE
 from tests.repl.fakes import FakeLoader
-from tests.repl.test_app import SIZE, notices, settle, submit, text_of, until
+from tests.repl.test_app import SIZE, notices, settle, text_of, until
 
 
 def _corpus(tmp_path):
@@ -19,13 +19,24 @@ async def _until(pilot, cond, n=3000):
     await until(pilot, cond, n, every=0.05)
 
 
+async def paste(app, pilot, line):
+    """A command pasted and entered: typed key by key, a :train line with its corpus path
+    took 10 s (Pilot waits for the machine to go idle between keys)."""
+    from textual import events
+
+    app.prompt_input.post_message(events.Paste(line))
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
 async def test_train_in_the_app_plots_and_finishes(tmp_path):
     out = tmp_path / "run"
     app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        await submit(pilot, f":train {_corpus(tmp_path)} --preset tiny --max-iters 6 "
-                            f"--eval-interval 3 --eval-iters 2 --out {out}")  # fmt: skip
+        await paste(app, pilot, f":train {_corpus(tmp_path)} --preset tiny --max-iters 6 "
+                                f"--eval-interval 3 --eval-iters 2 --out {out}")  # fmt: skip
         panel = app.query_one(SidePanel)
         assert isinstance(panel.view, TrainingView)
         await _until(pilot, lambda: app.train_stop is None)
@@ -47,7 +58,7 @@ async def test_esc_stops_a_run_saves_last_and_it_resumes(tmp_path):
     app = make_app(model="scratch", loader=FakeLoader(), history_path=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
-        await submit(pilot, f":train {args} --eval-iters 2")
+        await paste(app, pilot, f":train {args} --eval-iters 2")
         panel = app.query_one(SidePanel)
         await _until(pilot, lambda: len(panel.state.train.steps) >= 3)
         # typed while it trains (through the box, not pilot.press: Pilot waits for the CPU
@@ -69,7 +80,7 @@ async def test_esc_stops_a_run_saves_last_and_it_resumes(tmp_path):
         assert any("stopped at iter" in n and "saved" in n for n in notices(app))
         assert f":model scratch:{out}/last" in " ".join(notices(app)).replace("\n", "")
         # resumed with a setting the saved run does not have: one line, nothing started
-        await submit(pilot, f":train {args} --eval-iters 3 --resume")
+        await paste(app, pilot, f":train {args} --eval-iters 3 --resume")
         await _until(pilot, lambda: any("--eval-iters 3 (saved: 2)" in n for n in notices(app)))
         assert app.train_stop is None
     request = parse_train_args(f"{args} --resume")

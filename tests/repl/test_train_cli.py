@@ -18,7 +18,7 @@ DANGEROUS = "\x1b[2J\x1b]52;c;aGk=\x07\x9b31m\u202eevil\r\x08\x7f"
 
 
 def fake_train(sample: str, interrupted: bool = False):
-    def train(cfg, resume=False, on_event=None, should_stop=None, eval_samples=True):
+    def train(cfg, resume=False, on_event=None, should_stop=None, eval_samples=True, given=()):
         return TrainResult(
             out=cfg.out,
             iters=7,
