@@ -451,7 +451,7 @@ class GPT2App(App):
             self.panel.show_view(self.panel.current + 1)
         self.chat.add(
             NoticeLine(
-                f"training into {request.config.out} in the background (Esc or :train stop "
+                f"training into {request.config.out} in the background (Esc twice or :train stop "
                 "stops it and saves last/); you can chat meanwhile, at a slower pace"
             )
         )
