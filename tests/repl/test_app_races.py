@@ -458,7 +458,8 @@ async def test_a_double_tapped_stop_key_stops_its_turn_and_spares_the_next(key):
 async def test_again_picked_from_the_palette_waits_like_a_typed_one():
     """The palette's :again ran at once: picked while 'second' streamed, it reran 'first'
     (prompts in order: first, second, first). It takes its place in the queue now."""
-    lm = FakeLM("slow", delay=0.01)
+    gate = threading.Event()  # 'second' waits after 10 tokens until :again is picked
+    lm = FakeLM("slow", gate=gate, gate_after=10)
     app = make_app(model="scratch:slow", loader=FakeLoader(models={"scratch:slow": lm}),
                    history_path=False)  # fmt: skip
     async with app.run_test(size=SIZE) as pilot:
@@ -468,8 +469,9 @@ async def test_again_picked_from_the_palette_waits_like_a_typed_one():
         await settle(app, pilot)
         await submit(pilot, ":set max_new_tokens=60")
         await submit(pilot, "second")
-        await until(pilot, lambda: app.generating)
+        await until(pilot, lambda: app.generating and len(app.query(ChatTurn)[1].completion) >= 5)
         [again] = [c for c in app.get_system_commands(app.screen) if c.title == ":again"]
         again.callback()
+        gate.set()
         await settle(app, pilot)
         assert [w.prompt for w in app.query(ChatTurn)] == ["first", "second", "second"]
