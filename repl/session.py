@@ -529,27 +529,27 @@ class Session:
         session has loaded before under another spelling (``runs/x/``, ``./runs/x``, an
         absolute path, a link to it) that first spelling, so one checkpoint is never held
         twice. Raises SpecError."""
+        return self._spelling(spec)[0]
+
+    def _spelling(self, spec: str):
+        """(``key``, the parsed spec, its directory's ``kind:real path`` or None)."""
         from gpt2core.specs import parse_spec
 
         parsed = parse_spec(spec)
         real = _real_directory(parsed)
-        return self._spellings.get(real, str(parsed)) if real else str(parsed)
+        return (self._spellings.get(real, str(parsed)) if real else str(parsed)), parsed, real
 
     def load(self, spec: str, activate: bool = True) -> LanguageModel:
         """Load (or reuse) a model; make it current unless ``activate`` is False (a front
         end that warms the model up first activates it later). Raises user errors."""
-        from gpt2core.specs import parse_spec
-
         with LOAD_LOCK:  # one load at a time, whichever thread asks
-            key = self.key(spec)
-            parsed = parse_spec(key)
-            files = _checkpoint_files(parsed.target)
+            key, parsed, real = self._spelling(spec)
+            files = _checkpoint_files(parsed.target)  # any spelling: the same directory
             lm = self.models.get(key)
             if lm is None or self._files.get(key) != files:  # new, or its files changed
                 lm = self.loader(key)
                 self.models[key] = lm
                 self._files[key] = files
-                real = _real_directory(parsed)
                 if real:
                     self._spellings.setdefault(real, key)
         if activate:
